@@ -1,0 +1,213 @@
+// Package config owns sipanchor's TOML configuration: the schema, the embedded
+// defaults, loading a file over them and validating the result. Every error
+// names the file, the line and the key, so an operator can fix it at once.
+// Loading has no side effects: nothing is bound or opened here.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+//go:embed defaults.toml
+var defaultsTOML []byte
+
+// Defaults returns the embedded default configuration file, with its comments.
+func Defaults() []byte { return bytes.Clone(defaultsTOML) }
+
+// Config is the whole of sipanchor's configuration.
+type Config struct {
+	SIP       SIP       `toml:"sip"`
+	Registrar Registrar `toml:"registrar"`
+	NAT       NAT       `toml:"nat"`
+	Routes    []Route   `toml:"route"`
+	Media     Media     `toml:"media"`
+	Store     Store     `toml:"store"`
+	API       API       `toml:"api"`
+	Log       Log       `toml:"log"`
+
+	// Listeners is SIP.Listen parsed; filled by Validate.
+	Listeners []Listener `toml:"-"`
+}
+
+// SIP is the [sip] table.
+type SIP struct {
+	Listen       []string `toml:"listen"`
+	Advertise    string   `toml:"advertise"`
+	Domains      []string `toml:"domains"`
+	DefaultRoute string   `toml:"default_route"`
+}
+
+// Registrar is the [registrar] table.
+type Registrar struct {
+	MinExpires     int    `toml:"min_expires"`
+	MaxExpires     int    `toml:"max_expires"`
+	DefaultExpires int    `toml:"default_expires"`
+	Auth           bool   `toml:"auth"`
+	Realm          string `toml:"realm"`
+}
+
+// NAT is the [nat] table.
+type NAT struct {
+	KeepaliveInterval Duration `toml:"keepalive_interval"`
+	KeepaliveFailures int      `toml:"keepalive_failures"`
+}
+
+// Route is one [[route]] entry.
+type Route struct {
+	Match string `toml:"match"`
+	To    string `toml:"to"`
+}
+
+// Media is the [media] table.
+type Media struct {
+	PortMin int `toml:"port_min"`
+	PortMax int `toml:"port_max"`
+}
+
+// Store is the [store] table.
+type Store struct {
+	Path string `toml:"path"`
+}
+
+// API is the [api] table.
+type API struct {
+	Listen string `toml:"listen"`
+	Token  string `toml:"token"`
+}
+
+// Log is the [log] table.
+type Log struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s", "1m30s").
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration (want e.g. \"30s\"): %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Load reads the embedded defaults, then the file at path over them (when path
+// is not empty), rejects unknown keys and validates the result.
+func Load(path string) (*Config, error) {
+	var src []byte
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		src = b
+	}
+	return Parse(path, src)
+}
+
+// Parse is Load for a file already read; name is used in error messages.
+func Parse(name string, src []byte) (*Config, error) {
+	var c Config
+	if _, err := toml.NewDecoder(bytes.NewReader(defaultsTOML)).Decode(&c); err != nil {
+		return nil, fmt.Errorf("embedded defaults: %w", err) // a build defect
+	}
+	if src == nil {
+		return &c, c.validate(nil, name)
+	}
+	lines := keyLines(string(src))
+	md, err := toml.NewDecoder(bytes.NewReader(src)).Decode(&c)
+	if err != nil {
+		return nil, decodeError(name, lines, err)
+	}
+	var errs Errors
+	for _, k := range md.Undecoded() {
+		errs = append(errs, Error{File: name, Line: lines.find(k), Key: k.String(), Msg: "unknown key"})
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return &c, c.validate(lines, name)
+}
+
+// decodeError turns the toml package's errors into FILE:LINE: key: what.
+func decodeError(name string, lines positions, err error) error {
+	var pe toml.ParseError
+	if !errors.As(err, &pe) {
+		// Type mismatches come as "toml: line N (last key K): what".
+		if m := typeErr.FindStringSubmatch(err.Error()); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			if line == 0 {
+				line = lines.find(toml.Key(strings.Split(m[2], ".")))
+			}
+			return Errors{{File: name, Line: line, Key: m[2], Msg: m[3]}}
+		}
+		return Errors{{File: name, Msg: err.Error()}}
+	}
+	msg := pe.Message
+	// The toml package says "toml: line N (last key K): ..." in some messages.
+	if i := strings.Index(msg, "): "); strings.HasPrefix(msg, "toml: ") && i > 0 {
+		msg = msg[i+3:]
+	}
+	e := Error{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg}
+	if e.Line == 0 && e.Key != "" {
+		e.Line = lines.find(toml.Key(strings.Split(e.Key, ".")))
+	}
+	return Errors{e}
+}
+
+var typeErr = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
+
+// Error is one configuration mistake.
+type Error struct {
+	File string
+	Line int // 0 when unknown
+	Key  string
+	Msg  string
+}
+
+func (e Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		b.WriteString(":")
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "%d:", e.Line)
+	}
+	if b.Len() > 0 {
+		b.WriteString(" ")
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every mistake found in one file, in file order where known.
+type Errors []Error
+
+func (es Errors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}

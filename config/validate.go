@@ -1,0 +1,240 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Listener is one parsed [sip] listen entry.
+type Listener struct {
+	Transport string // "udp" or "tcp"
+	Addr      netip.AddrPort
+}
+
+func (l Listener) String() string { return l.Transport + ":" + l.Addr.String() }
+
+// Transports sipanchor can listen on.
+var transports = []string{"udp", "tcp"}
+
+// ParseListener parses "TRANSPORT:HOST:PORT" (HOST an IP literal, IPv6 in
+// brackets; PORT defaults to 5060).
+func ParseListener(s string) (Listener, error) {
+	tr, hostport, ok := strings.Cut(s, ":")
+	if !ok {
+		return Listener{}, fmt.Errorf("%q: want TRANSPORT:HOST:PORT, e.g. \"udp:0.0.0.0:5060\"", s)
+	}
+	tr = strings.ToLower(tr)
+	if !slices.Contains(transports, tr) {
+		return Listener{}, fmt.Errorf("%q: unknown transport %q (want one of %s)", s, tr, strings.Join(transports, ", "))
+	}
+	if ap, err := netip.ParseAddrPort(hostport); err == nil {
+		if ap.Port() == 0 {
+			return Listener{}, fmt.Errorf("%q: port must be 1-65535", s)
+		}
+		return Listener{Transport: tr, Addr: ap}, nil
+	}
+	a, err := netip.ParseAddr(strings.Trim(hostport, "[]"))
+	if err != nil {
+		return Listener{}, fmt.Errorf("%q: %q is not an IP address with an optional port", s, hostport)
+	}
+	return Listener{Transport: tr, Addr: netip.AddrPortFrom(a, 5060)}, nil
+}
+
+// CheckSIPURI reports whether s is a SIP URI usable as a next hop:
+// sip:[user@]host[:port][;params], transport=udp|tcp if given.
+func CheckSIPURI(s string) error {
+	scheme, rest, ok := strings.Cut(s, ":")
+	if !ok || (scheme != "sip" && scheme != "sips") {
+		return fmt.Errorf("%q: not a SIP URI (want e.g. \"sip:10.0.0.1:5060;transport=udp\")", s)
+	}
+	hostport, params, _ := strings.Cut(rest, ";")
+	if i := strings.LastIndex(hostport, "@"); i >= 0 {
+		hostport = hostport[i+1:]
+	}
+	host, port := hostport, ""
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		host, port = h, p
+	}
+	host = strings.Trim(host, "[]")
+	if !validHost(host) {
+		return fmt.Errorf("%q: bad host %q", s, host)
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: bad port %q", s, port)
+		}
+	}
+	for _, p := range strings.Split(params, ";") {
+		k, v, _ := strings.Cut(p, "=")
+		if strings.EqualFold(k, "transport") && !slices.Contains(transports, strings.ToLower(v)) {
+			return fmt.Errorf("%q: unknown transport %q (want one of %s)", s, v, strings.Join(transports, ", "))
+		}
+	}
+	return nil
+}
+
+// validHost accepts an IP literal or a DNS name.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// IsLoopbackListen reports whether an HTTP listen address only accepts local
+// connections.
+func IsLoopbackListen(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// validate checks the decoded values, fills derived fields and returns every
+// mistake it finds (nil when there is none).
+func (c *Config) validate(lines positions, file string) error {
+	var errs Errors
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, Error{File: file, Line: lines.find(toml.Key(strings.Split(key, "."))), Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+
+	c.Listeners = c.Listeners[:0]
+	if len(c.SIP.Listen) == 0 {
+		bad("sip.listen", "at least one listen address is needed")
+	}
+	seen := map[string]bool{}
+	for _, s := range c.SIP.Listen {
+		l, err := ParseListener(s)
+		if err != nil {
+			bad("sip.listen", "%v", err)
+			continue
+		}
+		if seen[l.String()] {
+			bad("sip.listen", "%q is listed twice", s)
+			continue
+		}
+		seen[l.String()] = true
+		c.Listeners = append(c.Listeners, l)
+	}
+	if a := c.SIP.Advertise; a != "" {
+		host := a
+		if h, p, err := net.SplitHostPort(a); err == nil {
+			host = h
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				bad("sip.advertise", "%q: bad port %q", a, p)
+			}
+		}
+		if !validHost(strings.Trim(host, "[]")) {
+			bad("sip.advertise", "%q is not a host or host:port", a)
+		}
+	}
+	for i, d := range c.SIP.Domains {
+		if !validHost(d) {
+			bad("sip.domains", "%q is not a domain name or IP address", d)
+		}
+		c.SIP.Domains[i] = strings.ToLower(d)
+	}
+	if c.SIP.DefaultRoute != "" {
+		if err := CheckSIPURI(c.SIP.DefaultRoute); err != nil {
+			bad("sip.default_route", "%v", err)
+		}
+	}
+
+	r := c.Registrar
+	if r.MinExpires < 1 {
+		bad("registrar.min_expires", "must be at least 1 (seconds), got %d", r.MinExpires)
+	}
+	if r.MaxExpires < r.MinExpires {
+		bad("registrar.max_expires", "must not be below min_expires (%d), got %d", r.MinExpires, r.MaxExpires)
+	}
+	if r.DefaultExpires < r.MinExpires || r.DefaultExpires > r.MaxExpires {
+		bad("registrar.default_expires", "must lie within min_expires..max_expires (%d..%d), got %d", r.MinExpires, r.MaxExpires, r.DefaultExpires)
+	}
+
+	if c.NAT.KeepaliveInterval.Duration < 0 {
+		bad("nat.keepalive_interval", "must not be negative")
+	}
+	if c.NAT.KeepaliveFailures < 1 {
+		bad("nat.keepalive_failures", "must be at least 1, got %d", c.NAT.KeepaliveFailures)
+	}
+
+	for i, rt := range c.Routes {
+		key := "route." + strconv.Itoa(i)
+		if rt.Match == "" {
+			bad(key+".match", "is required")
+		} else if _, err := path.Match(rt.Match, ""); err != nil {
+			bad(key+".match", "%q is not a valid glob", rt.Match)
+		}
+		if rt.To == "" {
+			bad(key+".to", "is required")
+		} else if err := CheckSIPURI(rt.To); err != nil {
+			bad(key+".to", "%v", err)
+		}
+	}
+
+	m := c.Media
+	switch {
+	case m.PortMin < 1 || m.PortMin > 65535:
+		bad("media.port_min", "must be 1-65535, got %d", m.PortMin)
+	case m.PortMax < 1 || m.PortMax > 65535:
+		bad("media.port_max", "must be 1-65535, got %d", m.PortMax)
+	case m.PortMax < m.PortMin:
+		bad("media.port_max", "range %d..%d is inverted", m.PortMin, m.PortMax)
+	case m.PortMin%2 != 0:
+		bad("media.port_min", "must be even (RTP on even ports, RTCP on the odd one above), got %d", m.PortMin)
+	case m.PortMax-m.PortMin < 1:
+		bad("media.port_max", "range %d..%d is empty: it holds no RTP/RTCP port pair", m.PortMin, m.PortMax)
+	}
+
+	if c.Store.Path == "" {
+		bad("store.path", "is required")
+	}
+
+	if c.API.Listen != "" {
+		if _, p, err := net.SplitHostPort(c.API.Listen); err != nil {
+			bad("api.listen", "%q is not HOST:PORT", c.API.Listen)
+		} else if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 65535 {
+			bad("api.listen", "%q: bad port %q", c.API.Listen, p)
+		} else if !IsLoopbackListen(c.API.Listen) && c.API.Token == "" {
+			bad("api.listen", "%q is not loopback: set api.token so that the API is not open to anyone", c.API.Listen)
+		}
+	}
+
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		bad("log.format", "%q: want text or json", c.Log.Format)
+	}
+
+	if len(errs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(errs, func(a, b Error) int { return a.Line - b.Line })
+	return errs
+}

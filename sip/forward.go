@@ -1,0 +1,438 @@
+package sip
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// branch is one forwarded copy of a request (RFC 3261 §16.6).
+type branch struct {
+	t      target
+	req    *sip.Request
+	tx     sip.ClientTransaction
+	out    *listener
+	ringing  bool // a provisional response arrived: CANCEL may be sent
+	wantStop bool // CANCEL as soon as a provisional arrives
+	stopped  bool // CANCEL sent
+	done     bool // final response or failure
+}
+
+type branchEvent struct {
+	b   *branch
+	res *sip.Response // nil on failure
+	err error
+}
+
+// proxy forwards req to every target in parallel and relays the responses
+// upstream: provisionals as they come, every 2xx, or else the best final
+// response once all branches have ended (RFC 3261 §16.7).
+func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []target, loopHash string) {
+	start := time.Now()
+	log := p.log.With("call_id", callID(req), "method", string(req.Method))
+	in := p.inbound(req, stx)
+	events := make(chan branchEvent, 8*len(targets)+8)
+	var branches []*branch
+	for i, t := range targets {
+		b, err := p.startBranch(req, in, t, branchPrefix+loopHash+"."+strconv.Itoa(i)+randHex(4))
+		if err != nil {
+			log.Info("branch not started", "target", t.String(), "err", err)
+			continue
+		}
+		branches = append(branches, b)
+		go relayBranch(b, events)
+	}
+	if len(branches) == 0 {
+		p.reply(req, stx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
+		return
+	}
+
+	cancelled := make(chan struct{})
+	if st, ok := stx.(*sip.ServerTx); ok && req.IsInvite() {
+		var once bool
+		st.OnCancel(func(*sip.Request) {
+			if !once {
+				once = true
+				close(cancelled)
+			}
+		})
+	}
+	var ringTimer <-chan time.Time
+	if req.IsInvite() {
+		t := time.NewTimer(timerC)
+		defer t.Stop()
+		ringTimer = t.C
+	}
+
+	var (
+		best     *sip.Response // upstream-ready
+		answered bool
+		pending  = len(branches)
+	)
+	stopOthers := func(except *branch) {
+		for _, b := range branches {
+			if b != except && !b.done {
+				p.stopBranch(b, log)
+			}
+		}
+	}
+	for pending > 0 {
+		select {
+		case ev := <-events:
+			b := ev.b
+			if b.done {
+				continue
+			}
+			if ev.res == nil {
+				b.done = true
+				pending--
+				code, reason := sip.StatusRequestTimeout, "Request Timeout"
+				if !isTimeout(ev.err) {
+					code, reason = sip.StatusServiceUnavailable, "Service Unavailable"
+				}
+				log.Info("branch failed", "target", b.t.String(), "err", ev.err)
+				best = better(best, sip.NewResponseFromRequest(req, code, reason, nil))
+				continue
+			}
+			res := ev.res
+			switch {
+			case res.IsProvisional():
+				if !b.ringing {
+					b.ringing = true
+					if b.wantStop {
+						p.stopBranch(b, log)
+					}
+				}
+				if res.StatusCode > 100 && !answered {
+					p.relayResponse(stx, res, b, log)
+				}
+			case res.IsSuccess():
+				b.done = true
+				pending--
+				p.relayResponse(stx, res, b, log)
+				if !answered {
+					answered = true
+					log.Info("sip", "status", res.StatusCode, "peer", req.Source(), "target", b.t.String(), "branches", len(branches), "ms", time.Since(start).Milliseconds())
+				}
+				if req.IsInvite() {
+					stopOthers(b)
+				}
+			default:
+				b.done = true
+				pending--
+				up := upstream(res)
+				if res.StatusCode == sip.StatusServiceUnavailable {
+					// RFC 3261 §16.7 step 6: a 503 downstream is not ours to pass on.
+					up.StatusCode, up.Reason = sip.StatusInternalServerError, "Server Internal Error"
+				}
+				best = better(best, up)
+				if res.StatusCode >= 600 && req.IsInvite() {
+					stopOthers(b)
+				}
+			}
+		case <-cancelled:
+			cancelled = nil
+			log.Info("cancelled by caller", "peer", req.Source())
+			stopOthers(nil)
+		case <-ringTimer:
+			ringTimer = nil
+			log.Info("no answer before timer C", "after", timerC)
+			stopOthers(nil)
+		}
+	}
+	for _, b := range branches {
+		b.tx.Terminate()
+	}
+	if answered || best == nil {
+		return
+	}
+	if err := stx.Respond(best); err != nil {
+		log.Debug("final response not sent", "status", best.StatusCode, "err", err)
+		return
+	}
+	log.Info("sip", "status", best.StatusCode, "peer", req.Source(), "branches", len(branches), "ms", time.Since(start).Milliseconds())
+}
+
+func isTimeout(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "timer") || strings.Contains(err.Error(), "timeout"))
+}
+
+// better picks the response to send upstream when no branch answered:
+// a 6xx wins, then the lowest class (RFC 3261 §16.7 step 6), first come
+// first served within a class.
+func better(cur, next *sip.Response) *sip.Response {
+	switch {
+	case cur == nil:
+		return next
+	case cur.StatusCode >= 600:
+		return cur
+	case next.StatusCode >= 600:
+		return next
+	case next.StatusCode/100 < cur.StatusCode/100:
+		return next
+	}
+	return cur
+}
+
+// upstream is a downstream response with our Via removed, ready to relay.
+func upstream(res *sip.Response) *sip.Response {
+	up := res.Clone()
+	up.RemoveHeader("Via")
+	up.SetDestination("")
+	up.SetTransport("")
+	return up
+}
+
+func (p *Proxy) relayResponse(stx sip.ServerTransaction, res *sip.Response, b *branch, log *slog.Logger) {
+	up := upstream(res)
+	if res.StatusCode < 300 {
+		addAlias(up, res.Source(), b.t.transport)
+	}
+	if err := stx.Respond(up); err != nil {
+		log.Debug("relaying response failed", "status", res.StatusCode, "err", err)
+	}
+}
+
+// relayBranch passes a client transaction's responses to the proxy loop
+// until its final response or its end.
+func relayBranch(b *branch, events chan<- branchEvent) {
+	for {
+		select {
+		case res := <-b.tx.Responses():
+			events <- branchEvent{b: b, res: res}
+			if !res.IsProvisional() {
+				return
+			}
+		case <-b.tx.Done():
+			// A final response may be queued beside Done.
+			select {
+			case res := <-b.tx.Responses():
+				events <- branchEvent{b: b, res: res}
+				if !res.IsProvisional() {
+					return
+				}
+			default:
+			}
+			events <- branchEvent{b: b, err: b.tx.Err()}
+			return
+		}
+	}
+}
+
+// startBranch builds the copy of req for target t and starts its client
+// transaction.
+func (p *Proxy) startBranch(req *sip.Request, in *listener, t target, branchID string) (*branch, error) {
+	out, err := p.outbound(t.transport, t.dst.Addr(), t.prefer)
+	if err != nil {
+		return nil, err
+	}
+	if t.reuseOnly {
+		c, err := p.tp.GetConnection("tcp", t.dst.String())
+		if err != nil || c == nil {
+			return nil, errNoConnection
+		}
+		c.TryClose() // GetConnection took a reference
+	}
+	r := req.Clone()
+	r.Recipient = t.ruri
+	p.fillReceived(r, req.Source())
+	if mf := r.MaxForwards(); mf != nil {
+		mf.Dec()
+	} else {
+		m := sip.MaxForwardsHeader(70)
+		r.AppendHeader(&m)
+	}
+	if recordRoutes(r.Method) {
+		rr := &sip.RecordRouteHeader{Address: in.rrURI()}
+		r.PrependHeader(rr)
+		if out != in {
+			// Crossing transports or interfaces: each side must see the
+			// address it can reach (RFC 5658 double Record-Route).
+			r.PrependHeader(&sip.RecordRouteHeader{Address: out.rrURI()})
+		}
+	}
+	if c := r.Contact(); c != nil && r.Method != sip.REGISTER {
+		addAlias(r, req.Source(), strings.ToLower(req.Transport()))
+	}
+	p.addVia(r, out, t, branchID)
+	tx, err := p.cli.TransactionRequest(context.Background(), r, prebuilt)
+	if err != nil {
+		return nil, err
+	}
+	return &branch{t: t, req: r, tx: tx, out: out}, nil
+}
+
+// prebuilt tells sipgo the request is complete: add nothing.
+func prebuilt(*sipgo.Client, *sip.Request) error { return nil }
+
+// addVia puts our Via on top and aims the request at t from listener out.
+func (p *Proxy) addVia(r *sip.Request, out *listener, t target, branchID string) {
+	via := &sip.ViaHeader{
+		ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: out.network(),
+		Host: out.host, Port: out.port, Params: sip.NewParams(),
+	}
+	via.Params.Add("branch", branchID)
+	via.Params.Add("rport", "")
+	r.PrependHeader(via)
+	r.SetTransport(out.network())
+	r.SetDestination(t.dst.String())
+	if out.transport == "udp" {
+		r.Laddr = out.laddr()
+	} else {
+		r.Laddr = sip.Addr{}
+	}
+}
+
+// fillReceived adds received and rport to the upstream Via (RFC 3261
+// §18.2.1, RFC 3581 §4), so that responses find their way back through NAT.
+func (p *Proxy) fillReceived(r *sip.Request, src string) {
+	v := r.Via()
+	if v == nil {
+		return
+	}
+	ap, err := netip.ParseAddrPort(src)
+	if err != nil {
+		return
+	}
+	if v.Params == nil {
+		v.Params = sip.NewParams()
+	}
+	host := ap.Addr().Unmap().String()
+	if v.Host != host || v.Params.Has("rport") {
+		v.Params.Add("received", host)
+	}
+	if v.Params.Has("rport") {
+		v.Params.Add("rport", strconv.Itoa(int(ap.Port())))
+	}
+}
+
+// recordRoutes: methods that create dialogs or run inside one we stay in.
+func recordRoutes(m sip.RequestMethod) bool {
+	switch m {
+	case sip.INVITE, sip.SUBSCRIBE, sip.REFER, sip.NOTIFY:
+		return true
+	}
+	return false
+}
+
+// stopBranch CANCELs a pending INVITE branch (RFC 3261 §9.1: only after a
+// provisional response; before that, as soon as one arrives).
+func (p *Proxy) stopBranch(b *branch, log *slog.Logger) {
+	if b.done || b.stopped {
+		return
+	}
+	if !b.req.IsInvite() {
+		b.done = true
+		return
+	}
+	if !b.ringing {
+		b.wantStop = true
+		return
+	}
+	b.stopped = true
+	c := cancelFor(b.req)
+	tx, err := p.cli.TransactionRequest(context.Background(), c, prebuilt)
+	if err != nil {
+		log.Info("CANCEL not sent", "target", b.t.String(), "err", err)
+		return
+	}
+	go func() {
+		defer tx.Terminate()
+		select {
+		case <-tx.Responses():
+		case <-tx.Done():
+		case <-time.After(32 * time.Second):
+		}
+	}()
+}
+
+// cancelFor builds the CANCEL of a forwarded INVITE (RFC 3261 §9.1): same
+// Request-URI, top Via, Route, Call-ID, From, To and CSeq number.
+func cancelFor(inv *sip.Request) *sip.Request {
+	c := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
+	c.AppendHeader(inv.Via().Clone())
+	for _, r := range inv.GetHeaders("Route") {
+		c.AppendHeader(sip.HeaderClone(r))
+	}
+	mf := sip.MaxForwardsHeader(70)
+	c.AppendHeader(&mf)
+	c.AppendHeader(sip.HeaderClone(inv.From()))
+	c.AppendHeader(sip.HeaderClone(inv.To()))
+	c.AppendHeader(sip.HeaderClone(inv.CallID()))
+	c.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+	c.SetBody(nil)
+	c.SetTransport(inv.Transport())
+	c.SetDestination(inv.Destination())
+	c.Laddr = inv.Laddr
+	return c
+}
+
+// forwardStateless relays a request that has no transaction of its own:
+// the ACK of a 2xx (RFC 3261 §16.11 for stateless forwarding).
+func (p *Proxy) forwardStateless(req *sip.Request) {
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		return
+	}
+	if p.looped(req) {
+		return
+	}
+	lh := p.loopHash(req)
+	p.consumeRoutes(req)
+	ts, status, _ := p.targets(req)
+	if status != 0 || len(ts) == 0 {
+		p.log.Debug("ACK not forwarded", "call_id", callID(req), "status", status)
+		return
+	}
+	t := ts[0]
+	out, err := p.outbound(t.transport, t.dst.Addr(), t.prefer)
+	if err != nil {
+		p.log.Info("ACK not forwarded", "call_id", callID(req), "err", err)
+		return
+	}
+	r := req.Clone()
+	r.Recipient = t.ruri
+	p.fillReceived(r, req.Source())
+	if mf := r.MaxForwards(); mf != nil {
+		mf.Dec()
+	}
+	// A stateless proxy's branch must be the same for retransmissions.
+	topBranch, _ := req.Via().Params.Get("branch")
+	p.addVia(r, out, t, branchPrefix+lh+"."+shortHash(topBranch))
+	if err := p.cli.WriteRequest(r, prebuilt); err != nil {
+		p.log.Info("ACK not forwarded", "call_id", callID(req), "target", t.String(), "err", err)
+	}
+}
+
+// strayResponse handles a response that matches no client transaction:
+// 2xx retransmissions after the INVITE transaction ended. If the top Via
+// is ours it goes on to the next one.
+func (p *Proxy) strayResponse(res *sip.Response) {
+	v := res.Via()
+	if v == nil || v.Params == nil {
+		return
+	}
+	b, _ := v.Params.Get("branch")
+	if !strings.HasPrefix(b, branchPrefix) || !p.isUs(sip.Uri{Host: v.Host, Port: v.Port}) {
+		return
+	}
+	up := upstream(res)
+	if up.Via() == nil {
+		return
+	}
+	if err := p.tp.WriteMsg(up); err != nil {
+		p.log.Debug("stray response not relayed", "call_id", callID(res), "status", res.StatusCode, "err", err)
+	}
+}
+
+func shortHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:5])
+}

@@ -1,0 +1,630 @@
+package sip
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sipanchor/config"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// Options are what a Proxy is built from.
+type Options struct {
+	Config *config.Config
+	DB     *sql.DB
+	Log    *slog.Logger
+}
+
+// Proxy is the SIP side of sipanchor: a transaction-stateful proxy with a
+// registrar. New binds its sockets; Serve runs it until its context ends.
+type Proxy struct {
+	cfg *config.Config
+	log *slog.Logger
+
+	ua  *sipgo.UserAgent
+	srv *sipgo.Server
+	cli *sipgo.Client
+	tp  *sip.TransportLayer
+
+	listeners []*listener
+	self      map[string]bool // "host:port" that address this proxy
+	domains   map[string]bool
+	routes    []staticRoute
+	defRoute  *staticRoute
+
+	loc  *Location
+	reg  *registrar
+	auth *authenticator
+
+	malformed atomic.Int64 // datagrams dropped or answered 400 before the transaction layer
+	wg        sync.WaitGroup
+}
+
+// timerC bounds how long an INVITE branch may ring (RFC 3261 §16.6 step 11).
+const timerC = 3 * time.Minute
+
+// New binds the configured listeners, opens the location table and returns
+// a proxy ready to Serve.
+func New(ctx context.Context, o Options) (*Proxy, error) {
+	cfg := o.Config
+	p := &Proxy{cfg: cfg, log: o.Log, self: map[string]bool{}, domains: map[string]bool{}}
+	for _, d := range cfg.SIP.Domains {
+		p.domains[d] = true
+	}
+	for i, r := range cfg.Routes {
+		sr, err := parseRoute(r.Match, r.To)
+		if err != nil {
+			return nil, fmt.Errorf("route %d: %w", i, err)
+		}
+		p.routes = append(p.routes, sr)
+	}
+	if cfg.SIP.DefaultRoute != "" {
+		sr, err := parseRoute("*", cfg.SIP.DefaultRoute)
+		if err != nil {
+			return nil, fmt.Errorf("default_route: %w", err)
+		}
+		p.defRoute = &sr
+	}
+
+	loc, err := OpenLocation(ctx, o.DB, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	p.loc = loc
+	p.reg = &registrar{loc: loc, cfg: cfg.Registrar, log: o.Log, now: time.Now}
+	if cfg.Registrar.Auth {
+		if err := InitUsers(ctx, o.DB); err != nil {
+			return nil, fmt.Errorf("users table: %w", err)
+		}
+		a, err := newAuthenticator(o.DB, cfg.Registrar.Realm, o.Log)
+		if err != nil {
+			return nil, err
+		}
+		p.auth = a
+		p.reg.auth = a
+	}
+
+	ls, err := bind(cfg.Listeners, cfg.SIP.Advertise)
+	if err != nil {
+		return nil, err
+	}
+	p.listeners = ls
+	ifaces := interfaceAddrs()
+	filter := &datagramFilter{parser: sip.NewParser(), sockets: map[string]net.PacketConn{}, bad: p.badDatagram}
+	for _, l := range ls {
+		p.self[strings.ToLower(net.JoinHostPort(l.host, strconv.Itoa(l.port)))] = true
+		p.self[l.local.String()] = true
+		if l.local.Addr().IsUnspecified() {
+			for _, a := range ifaces {
+				p.self[netip.AddrPortFrom(a, l.local.Port()).String()] = true
+			}
+		}
+		if l.pc != nil {
+			filter.sockets[l.pc.LocalAddr().String()] = l.pc
+		}
+	}
+
+	// sipgo logs every parse failure with the whole message at error level;
+	// those are ours to report (badDatagram), so it only gets warnings up.
+	sgLog := slog.New(dropAttrs{o.Log.Handler().WithAttrs([]slog.Attr{slog.String("component", "sipgo")}), slog.LevelWarn})
+	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgent("sipanchor"),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sip.WithTransportLayerReadFilter(filter.filter),
+			sip.WithTransportLayerLogger(sgLog),
+		),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerUnhandledResponseHandler(p.strayResponse),
+			sip.WithTransactionLayerLogger(sgLog),
+		),
+	)
+	if err != nil {
+		p.closeListeners()
+		return nil, err
+	}
+	p.ua = ua
+	p.tp = ua.TransportLayer()
+	p.srv, _ = sipgo.NewServer(ua, sipgo.WithServerLogger(sgLog))
+	p.cli, _ = sipgo.NewClient(ua, sipgo.WithClientLogger(sgLog))
+	p.srv.OnNoRoute(p.handle)
+	return p, nil
+}
+
+// Addrs lists the bound listeners as "transport:ip:port".
+func (p *Proxy) Addrs() []string {
+	out := make([]string, len(p.listeners))
+	for i, l := range p.listeners {
+		out[i] = l.key()
+	}
+	return out
+}
+
+// Location is the registrar's binding table.
+func (p *Proxy) Location() *Location { return p.loc }
+
+// Serve runs the listeners, the binding expiry sweeper and the NAT
+// keepalives until ctx ends, then closes everything it opened.
+func (p *Proxy) Serve(ctx context.Context) error {
+	for _, l := range p.listeners {
+		p.log.Info("listening", "transport", l.transport, "addr", l.local.String(), "advertise", net.JoinHostPort(l.host, strconv.Itoa(l.port)))
+		p.wg.Go(func() {
+			var err error
+			if l.pc != nil {
+				err = p.srv.ServeUDP(l.pc)
+			} else {
+				err = p.srv.ServeTCP(l.ln)
+			}
+			if err != nil && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
+				p.log.Error("listener stopped", "addr", l.key(), "err", err)
+			}
+		})
+	}
+	p.wg.Go(func() { p.sweep(ctx) })
+	if iv := p.cfg.NAT.KeepaliveInterval.Duration; iv > 0 {
+		p.wg.Go(func() { p.keepalive(ctx, iv) })
+	}
+	<-ctx.Done()
+	p.closeListeners()
+	p.ua.Close()
+	p.wg.Wait()
+	return nil
+}
+
+func (p *Proxy) closeListeners() {
+	for _, l := range p.listeners {
+		l.close()
+	}
+}
+
+func (p *Proxy) badDatagram(reason string, src net.Addr) {
+	n := p.malformed.Add(1)
+	// One line for the first and then every 1000th: junk must not flood the log.
+	if n == 1 || n%1000 == 0 {
+		p.log.Warn("malformed SIP datagram", "reason", reason, "peer", src.String(), "total", n)
+	}
+}
+
+// Malformed is the number of datagrams rejected before the transaction layer.
+func (p *Proxy) Malformed() int64 { return p.malformed.Load() }
+
+// inbound is the listener a server transaction's request arrived on.
+func (p *Proxy) inbound(req *sip.Request, tx sip.ServerTransaction) *listener {
+	tr := strings.ToLower(req.Transport())
+	var local netip.AddrPort
+	if tx != nil {
+		if st, ok := tx.(*sip.ServerTx); ok && st.Connection() != nil {
+			if ap, err := netip.ParseAddrPort(st.Connection().LocalAddr().String()); err == nil {
+				local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			}
+		}
+	}
+	var wildcard *listener
+	for _, l := range p.listeners {
+		if l.transport != tr {
+			continue
+		}
+		if l.local == local {
+			return l
+		}
+		if l.local.Port() == local.Port() && l.local.Addr().IsUnspecified() {
+			wildcard = l
+		}
+	}
+	if wildcard != nil {
+		return wildcard
+	}
+	for _, l := range p.listeners {
+		if l.transport == tr {
+			return l
+		}
+	}
+	return p.listeners[0]
+}
+
+// outbound picks the listener to send to dst over transport; prefer names
+// a listener key (the one a binding registered through) to use if it fits.
+func (p *Proxy) outbound(transport string, dst netip.Addr, prefer string) (*listener, error) {
+	var best *listener
+	for _, l := range p.listeners {
+		if l.transport != transport {
+			continue
+		}
+		la := l.local.Addr()
+		if !la.IsUnspecified() && la.Is4() != dst.Is4() {
+			continue
+		}
+		if la.IsUnspecified() && la.Is4() && !dst.Is4() {
+			continue
+		}
+		if l.key() == prefer {
+			return l, nil
+		}
+		// A loopback-bound socket cannot reach other hosts.
+		if la.IsLoopback() && !dst.IsLoopback() {
+			continue
+		}
+		if best == nil {
+			best = l
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("%s to %s: %w", transport, dst, errNoListener)
+	}
+	return best, nil
+}
+
+// isUs reports whether a URI addresses this proxy (host and port).
+func (p *Proxy) isUs(u sip.Uri) bool {
+	port := u.Port
+	if port == 0 {
+		port = 5060
+		if u.IsEncrypted() {
+			port = 5061
+		}
+	}
+	host := strings.ToLower(strings.Trim(u.Host, "[]"))
+	if a, err := netip.ParseAddr(host); err == nil {
+		host = a.Unmap().String()
+	}
+	return p.self[net.JoinHostPort(host, strconv.Itoa(port))]
+}
+
+// isLocalDomain reports whether the location service is authoritative
+// for host: a configured domain or one of our own addresses.
+func (p *Proxy) isLocalDomain(u sip.Uri) bool {
+	if p.domains[strings.ToLower(u.Host)] {
+		return true
+	}
+	h := u
+	h.Port = 0
+	return p.isUs(u) || p.isUs(h)
+}
+
+// handle is every request's entry point (sipgo gives each its goroutine).
+func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
+	if err := checkRequest(req); err != nil {
+		// Datagrams were checked before; this is TCP.
+		p.malformed.Add(1)
+		p.reply(req, tx, sip.StatusBadRequest, err.Error())
+		return
+	}
+	switch req.Method {
+	case sip.ACK:
+		p.forwardStateless(req)
+		return
+	case sip.CANCEL:
+		// sipgo matched CANCELs of live INVITE transactions already.
+		p.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	if req.IsInvite() {
+		// RFC 3261 §16.2: answer 100 at once so the caller stops retransmitting.
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusTrying, "Trying", nil))
+	}
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		p.reply(req, tx, sip.StatusTooManyHops, "Too Many Hops")
+		return
+	}
+	if p.looped(req) {
+		p.reply(req, tx, sip.StatusLoopDetected, "Loop Detected")
+		return
+	}
+	loopHash := p.loopHash(req)
+	p.consumeRoutes(req)
+
+	if req.Route() == nil && req.To().Params != nil && !req.To().Params.Has("tag") {
+		switch {
+		case req.Method == sip.REGISTER && p.servesRegister(req.Recipient):
+			p.register(req, tx)
+			return
+		case req.Method == sip.OPTIONS && req.Recipient.User == "" && p.isLocalDomain(req.Recipient):
+			res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+			res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE"))
+			p.respond(req, tx, res)
+			return
+		}
+	}
+	if p.auth != nil && p.mustAuthenticate(req) {
+		if res := p.auth.check(context.Background(), req, req.From().Address.User, strings.ToLower(req.From().Address.Host), true); res != nil {
+			p.respond(req, tx, res)
+			return
+		}
+	}
+	targets, status, reason := p.targets(req)
+	if status != 0 {
+		p.reply(req, tx, status, reason)
+		return
+	}
+	p.proxy(req, tx, targets, loopHash)
+}
+
+// mustAuthenticate: out-of-dialog requests claiming to come from a local
+// user (not REGISTER, which the registrar challenges itself).
+func (p *Proxy) mustAuthenticate(req *sip.Request) bool {
+	if req.Method == sip.REGISTER || req.Method == sip.ACK || req.Method == sip.CANCEL {
+		return false
+	}
+	if req.To().Params != nil && req.To().Params.Has("tag") {
+		return false
+	}
+	return p.isLocalDomain(req.From().Address) || len(p.domains) == 0
+}
+
+// servesRegister: the registrar takes REGISTERs for its domains, for its own
+// addresses, and for any domain when none is configured and no static route
+// claims the request.
+func (p *Proxy) servesRegister(u sip.Uri) bool {
+	if p.isLocalDomain(u) {
+		return true
+	}
+	if len(p.domains) > 0 {
+		return false
+	}
+	_, routed := p.matchRoute(u)
+	return !routed
+}
+
+func (p *Proxy) register(req *sip.Request, tx sip.ServerTransaction) {
+	src, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
+		p.reply(req, tx, sip.StatusBadRequest, "Bad Source")
+		return
+	}
+	in := p.inbound(req, tx)
+	res := p.reg.register(context.Background(), req, regSource{
+		addr:      netip.AddrPortFrom(src.Addr().Unmap(), src.Port()),
+		transport: in.transport,
+		local:     in.key(),
+	})
+	p.respond(req, tx, res)
+}
+
+// reply answers a request with a locally generated response.
+func (p *Proxy) reply(req *sip.Request, tx sip.ServerTransaction, code int, reason string) {
+	p.respond(req, tx, sip.NewResponseFromRequest(req, code, reason, nil))
+}
+
+func (p *Proxy) respond(req *sip.Request, tx sip.ServerTransaction, res *sip.Response) {
+	if tx == nil {
+		return
+	}
+	if err := tx.Respond(res); err != nil {
+		p.log.Warn("sending response failed", "method", string(req.Method), "call_id", callID(req), "status", res.StatusCode, "peer", req.Source(), "err", err)
+		return
+	}
+	p.log.Info("sip", "method", string(req.Method), "call_id", callID(req), "status", res.StatusCode, "peer", req.Source())
+}
+
+func callID(m sip.Message) string {
+	if c := m.CallID(); c != nil {
+		return string(*c)
+	}
+	return ""
+}
+
+// consumeRoutes applies RFC 3261 §16.4: a Request-URI that is our own
+// Record-Route (a strict router upstream) is replaced by the last Route,
+// then Route entries that name us are removed from the top.
+func (p *Proxy) consumeRoutes(req *sip.Request) {
+	routes := req.GetHeaders("Route")
+	if len(routes) > 0 && p.isUs(req.Recipient) && req.Recipient.User == "" {
+		if last, ok := routes[len(routes)-1].(*sip.RouteHeader); ok {
+			req.Recipient = *last.Address.Clone()
+			removeLast(req, "Route", len(routes))
+		}
+	}
+	for {
+		r := req.Route()
+		if r == nil || !p.isUs(r.Address) {
+			return
+		}
+		req.RemoveHeader("Route")
+	}
+}
+
+// removeLast removes the n-th (last) header of a name.
+func removeLast(req *sip.Request, name string, n int) {
+	hs := req.GetHeaders(name)
+	keep := make([]sip.Header, 0, len(hs)-1)
+	for i, h := range hs {
+		if i != n-1 {
+			keep = append(keep, h)
+		}
+	}
+	for range hs {
+		req.RemoveHeader(name)
+	}
+	for _, h := range keep {
+		req.AppendHeader(h)
+	}
+}
+
+// target is one place a request is forwarded to.
+type target struct {
+	ruri      sip.Uri
+	dst       netip.AddrPort
+	transport string // "udp" or "tcp"
+	prefer    string // listener key to send from, when it fits
+	reuseOnly bool   // TCP: only over an existing connection (a NAT'd client)
+}
+
+func (t target) String() string { return t.transport + ":" + t.dst.String() }
+
+// targets decides where a request goes (RFC 3261 §16.5), or the status to
+// answer instead.
+func (p *Proxy) targets(req *sip.Request) ([]target, int, string) {
+	ruri := req.Recipient
+	if r := req.Route(); r != nil {
+		t, err := uriTarget(ruri, r.Address)
+		if err != nil {
+			return nil, sip.StatusServiceUnavailable, "Unresolvable Route"
+		}
+		return []target{t}, 0, ""
+	}
+	if t, ok, err := aliasTarget(ruri); ok {
+		if err != nil {
+			return nil, sip.StatusBadRequest, "Bad Alias"
+		}
+		return []target{t}, 0, ""
+	}
+	inDialog := req.To().Params != nil && req.To().Params.Has("tag")
+	if !inDialog && ruri.User != "" && (len(p.domains) == 0 || p.isLocalDomain(ruri)) {
+		if bs := p.loc.Lookup(aorOf(ruri), time.Now()); len(bs) > 0 {
+			var ts []target
+			for _, b := range bs {
+				t, err := bindingTarget(b)
+				if err != nil {
+					p.log.Warn("unusable binding", "aor", b.AOR, "contact", b.Contact, "err", err)
+					continue
+				}
+				ts = append(ts, t)
+			}
+			if len(ts) > 0 {
+				return ts, 0, ""
+			}
+		}
+		if p.isLocalDomain(ruri) {
+			return nil, sip.StatusNotFound, "Not Found"
+		}
+	}
+	if inDialog && !p.isUs(ruri) {
+		t, err := uriTarget(ruri, ruri)
+		if err != nil {
+			return nil, sip.StatusServiceUnavailable, "Unresolvable Request-URI"
+		}
+		return []target{t}, 0, ""
+	}
+	if sr, ok := p.matchRoute(ruri); ok {
+		return []target{sr.target(ruri)}, 0, ""
+	}
+	if p.defRoute != nil {
+		return []target{p.defRoute.target(ruri)}, 0, ""
+	}
+	return nil, sip.StatusNotFound, "Not Found"
+}
+
+// uriTarget sends a request with Request-URI ruri toward next (the top
+// Route, or ruri itself), resolving a host name if needed.
+func uriTarget(ruri, next sip.Uri) (target, error) {
+	tr := "udp"
+	if v, ok := next.UriParams.Get("transport"); ok && v != "" {
+		tr = strings.ToLower(v)
+	}
+	port := next.Port
+	if port == 0 {
+		port = 5060
+	}
+	host := strings.Trim(next.Host, "[]")
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		ips, lerr := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if lerr != nil || len(ips) == 0 {
+			return target{}, fmt.Errorf("resolve %s: %w", host, lerr)
+		}
+		a = ips[0]
+	}
+	return target{ruri: ruri, dst: netip.AddrPortFrom(a.Unmap(), uint16(port)), transport: tr}, nil
+}
+
+// bindingTarget reaches a registered contact at the address its REGISTER
+// came from, through the listener it came to; a TCP client only over its
+// own connection.
+func bindingTarget(b Binding) (target, error) {
+	var u sip.Uri
+	if err := sip.ParseUri(b.Contact, &u); err != nil {
+		return target{}, err
+	}
+	if !b.Received.IsValid() {
+		return target{}, errors.New("binding has no source address")
+	}
+	return target{ruri: u, dst: b.Received, transport: b.Transport, prefer: b.Local, reuseOnly: b.Transport == "tcp" && b.NAT}, nil
+}
+
+// looped applies RFC 3261 §16.3 step 4: a Via of ours whose loop hash
+// equals this request's means the request came back unchanged.
+func (p *Proxy) looped(req *sip.Request) bool {
+	h := p.loopHash(req)
+	for _, hv := range req.GetHeaders("Via") {
+		v, ok := hv.(*sip.ViaHeader)
+		if !ok || v.Params == nil {
+			continue
+		}
+		b, _ := v.Params.Get("branch")
+		if !strings.HasPrefix(b, branchPrefix) {
+			continue
+		}
+		if lh, _, _ := strings.Cut(strings.TrimPrefix(b, branchPrefix), "."); lh == h && p.isUs(sip.Uri{Host: v.Host, Port: v.Port}) {
+			return true
+		}
+	}
+	return false
+}
+
+const branchPrefix = "z9hG4bKsa"
+
+// loopHash covers what a spiral changes and a loop does not (RFC 3261
+// §16.6 step 8): Request-URI, Route set, tags, Call-ID and CSeq number.
+func (p *Proxy) loopHash(req *sip.Request) string {
+	var b strings.Builder
+	b.WriteString(req.Recipient.String())
+	for _, r := range req.GetHeaders("Route") {
+		b.WriteString("|" + r.Value())
+	}
+	from, _ := req.From().Params.Get("tag")
+	to := ""
+	if req.To().Params != nil {
+		to, _ = req.To().Params.Get("tag")
+	}
+	fmt.Fprintf(&b, "|%s|%s|%s|%d", from, to, callID(req), req.CSeq().SeqNo)
+	return shortHash(b.String())
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// dropAttrs is a slog handler for sipgo's logs: a minimum level, and no
+// "data" attribute (whole messages, possibly 64 KiB of junk).
+type dropAttrs struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (d dropAttrs) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= d.min && d.h.Enabled(ctx, l)
+}
+
+func (d dropAttrs) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key != "data" {
+			out.AddAttrs(a)
+		}
+		return true
+	})
+	return d.h.Handle(ctx, out)
+}
+
+func (d dropAttrs) WithAttrs(as []slog.Attr) slog.Handler {
+	return dropAttrs{d.h.WithAttrs(as), d.min}
+}
+
+func (d dropAttrs) WithGroup(name string) slog.Handler { return dropAttrs{d.h.WithGroup(name), d.min} }

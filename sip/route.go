@@ -1,0 +1,55 @@
+package sip
+
+import (
+	"path"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// staticRoute is one [[route]]: requests whose "sip:user@host" matches the
+// glob go to the next hop, Request-URI unchanged (like Kamailio's $du).
+type staticRoute struct {
+	match string
+	to    sip.Uri
+}
+
+func parseRoute(match, to string) (staticRoute, error) {
+	var u sip.Uri
+	if err := sip.ParseUri(to, &u); err != nil {
+		return staticRoute{}, err
+	}
+	return staticRoute{match: match, to: u}, nil
+}
+
+// matchKey is what a route's glob is matched against.
+func matchKey(u sip.Uri) string {
+	scheme := u.Scheme
+	if scheme == "" {
+		scheme = "sip"
+	}
+	if u.User == "" {
+		return scheme + ":" + strings.ToLower(u.Host)
+	}
+	return scheme + ":" + u.User + "@" + strings.ToLower(u.Host)
+}
+
+func (p *Proxy) matchRoute(u sip.Uri) (staticRoute, bool) {
+	key := matchKey(u)
+	for _, r := range p.routes {
+		if ok, _ := path.Match(r.match, key); ok {
+			return r, true
+		}
+	}
+	return staticRoute{}, false
+}
+
+// target aims ruri at the route's next hop; a name that does not resolve
+// leaves the target empty and the branch fails with 503.
+func (r staticRoute) target(ruri sip.Uri) target {
+	t, err := uriTarget(ruri, r.to)
+	if err != nil {
+		return target{ruri: ruri, transport: "udp"}
+	}
+	return t
+}

@@ -16,10 +16,10 @@ import (
 
 // branch is one forwarded copy of a request (RFC 3261 §16.6).
 type branch struct {
-	t      target
-	req    *sip.Request
-	tx     sip.ClientTransaction
-	out    *listener
+	t        target
+	req      *sip.Request
+	tx       sip.ClientTransaction
+	out      *listener
 	ringing  bool // a provisional response arrived: CANCEL may be sent
 	wantStop bool // CANCEL as soon as a provisional arrives
 	stopped  bool // CANCEL sent

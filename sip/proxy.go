@@ -326,7 +326,7 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 	loopHash := p.loopHash(req)
 	p.consumeRoutes(req)
 
-	if req.Route() == nil && req.To().Params != nil && !req.To().Params.Has("tag") {
+	if req.Route() == nil && !inDialog(req) {
 		switch {
 		case req.Method == sip.REGISTER && p.servesRegister(req.Recipient):
 			p.register(req, tx)
@@ -358,7 +358,7 @@ func (p *Proxy) mustAuthenticate(req *sip.Request) bool {
 	if req.Method == sip.REGISTER || req.Method == sip.ACK || req.Method == sip.CANCEL {
 		return false
 	}
-	if req.To().Params != nil && req.To().Params.Has("tag") {
+	if inDialog(req) {
 		return false
 	}
 	return p.isLocalDomain(req.From().Address) || len(p.domains) == 0
@@ -407,6 +407,11 @@ func (p *Proxy) respond(req *sip.Request, tx sip.ServerTransaction, res *sip.Res
 		return
 	}
 	p.log.Info("sip", "method", string(req.Method), "call_id", callID(req), "status", res.StatusCode, "peer", req.Source())
+}
+
+// inDialog: the request carries a To tag.
+func inDialog(req *sip.Request) bool {
+	return req.To().Params != nil && req.To().Params.Has("tag")
 }
 
 func callID(m sip.Message) string {
@@ -481,8 +486,8 @@ func (p *Proxy) targets(req *sip.Request) ([]target, int, string) {
 		}
 		return []target{t}, 0, ""
 	}
-	inDialog := req.To().Params != nil && req.To().Params.Has("tag")
-	if !inDialog && ruri.User != "" && (len(p.domains) == 0 || p.isLocalDomain(ruri)) {
+	dialog := inDialog(req)
+	if !dialog && ruri.User != "" && (len(p.domains) == 0 || p.isLocalDomain(ruri)) {
 		if bs := p.loc.Lookup(aorOf(ruri), time.Now()); len(bs) > 0 {
 			var ts []target
 			for _, b := range bs {
@@ -501,7 +506,7 @@ func (p *Proxy) targets(req *sip.Request) ([]target, int, string) {
 			return nil, sip.StatusNotFound, "Not Found"
 		}
 	}
-	if inDialog && !p.isUs(ruri) {
+	if dialog && !p.isUs(ruri) {
 		t, err := uriTarget(ruri, ruri)
 		if err != nil {
 			return nil, sip.StatusServiceUnavailable, "Unresolvable Request-URI"

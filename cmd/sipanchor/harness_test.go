@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binPath is the sipanchor binary the end-to-end tests run, built once by
+// TestMain with the race detector.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sipanchor-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "sipanchor")
+	build := exec.Command("go", "build", "-race", "-o", binPath, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building sipanchor:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort finds a port free on 127.0.0.1 for both UDP and TCP.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// proxy is a running sipanchor process.
+type proxy struct {
+	t       *testing.T
+	dir     string
+	cfgPath string
+	port    int // SIP, udp and tcp on 127.0.0.1
+	api     string
+	cmd     *exec.Cmd
+	log     *syncBuffer
+	done    chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proxyConfig is the config the tests run with; extra is appended TOML.
+func proxyConfig(dir string, port, apiPort int, extra string) string {
+	return fmt.Sprintf(`[sip]
+listen = ["udp:127.0.0.1:%[1]d", "tcp:127.0.0.1:%[1]d"]
+domains = ["example.test"]
+
+[registrar]
+min_expires = 1
+
+[store]
+path = %[2]q
+
+[api]
+listen = "127.0.0.1:%[3]d"
+
+[log]
+level = "debug"
+%[4]s`, port, filepath.Join(dir, "sipanchor.db"), apiPort, extra)
+}
+
+// startProxy runs sipanchor with proxyConfig(extra) and waits until it
+// answers OPTIONS. It is stopped (and its exit checked) at cleanup.
+func startProxy(t *testing.T, extra string) *proxy {
+	t.Helper()
+	return startProxyOnPort(t, freePort(t), extra)
+}
+
+// startProxyOnPort is startProxy with the SIP port chosen by the caller.
+func startProxyOnPort(t *testing.T, port int, extra string) *proxy {
+	t.Helper()
+	dir := t.TempDir()
+	p := &proxy{t: t, dir: dir, port: port}
+	apiPort := freePort(t)
+	p.api = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
+	p.cfgPath = filepath.Join(dir, "sipanchor.toml")
+	if err := os.WriteFile(p.cfgPath, []byte(proxyConfig(dir, p.port, apiPort, extra)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.start()
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *proxy) start() {
+	t := p.t
+	t.Helper()
+	p.log = &syncBuffer{}
+	p.cmd = exec.Command(binPath, "serve", "-c", p.cfgPath)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.done = make(chan error, 1)
+	go func() { p.done <- p.cmd.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("sipanchor exited at start: %v\n%s", err, p.log.String())
+		default:
+		}
+		if resp, err := http.Get(p.api + "/api/v1/health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("sipanchor did not come up\n%s", p.log.String())
+}
+
+// stop sends SIGTERM and expects a clean exit within 5 s.
+func (p *proxy) stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			p.t.Errorf("sipanchor exit: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		p.t.Errorf("sipanchor did not stop on SIGTERM")
+	}
+	if strings.Contains(p.log.String(), "WARNING: DATA RACE") || strings.Contains(p.log.String(), "panic:") {
+		p.t.Errorf("sipanchor reported a race or panic:\n%s", p.log.String())
+	}
+	if p.t.Failed() {
+		p.t.Logf("sipanchor log:\n%s", tail(p.log.String(), 150))
+	}
+	p.cmd = nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (p *proxy) alive() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return false
+	default:
+		return true
+	}
+}
+
+// registrations reads GET /api/v1/registrations.
+func (p *proxy) registrations() []map[string]any {
+	p.t.Helper()
+	resp, err := http.Get(p.api + "/api/v1/registrations")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out []map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		p.t.Fatal(err)
+	}
+	return out
+}
+
+// logLines returns the log lines containing s.
+func (p *proxy) logLines(s string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(p.log.String()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), s) {
+			out = append(out, sc.Text())
+		}
+	}
+	return out
+}
+
+var _ = io.Discard

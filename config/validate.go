@@ -172,8 +172,8 @@ func (c *Config) validate(lines positions, file string) error {
 	if r.MaxExpires < r.MinExpires {
 		bad("registrar.max_expires", "must not be below min_expires (%d), got %d", r.MinExpires, r.MaxExpires)
 	}
-	if r.DefaultExpires < r.MinExpires || r.DefaultExpires > r.MaxExpires {
-		bad("registrar.default_expires", "must lie within min_expires..max_expires (%d..%d), got %d", r.MinExpires, r.MaxExpires, r.DefaultExpires)
+	if r.DefaultExpires < 1 {
+		bad("registrar.default_expires", "must be at least 1 (seconds), got %d", r.DefaultExpires)
 	}
 
 	if c.NAT.KeepaliveInterval.Duration < 0 {

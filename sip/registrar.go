@@ -105,7 +105,8 @@ func (r *registrar) register(ctx context.Context, req *sip.Request, src regSourc
 				exp = n
 			}
 			if exp < 0 {
-				exp = r.cfg.DefaultExpires
+				// The default is kept within the bounds, whatever they are.
+				exp = max(min(r.cfg.DefaultExpires, r.cfg.MaxExpires), r.cfg.MinExpires)
 			}
 			if exp > 0 && exp < r.cfg.MinExpires {
 				res := sip.NewResponseFromRequest(req, sip.StatusIntervalToBrief, "Interval Too Brief", nil)

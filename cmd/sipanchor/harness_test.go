@@ -91,13 +91,15 @@ func (s *syncBuffer) String() string {
 
 // proxyConfig is the config the tests run with; extra is appended TOML.
 func proxyConfig(dir string, port, apiPort int, extra string) string {
+	// Short expiries for the tests, unless the test sets its own.
+	registrar := "\n[registrar]\nmin_expires = 1\n"
+	if strings.Contains(extra, "[registrar]") {
+		registrar = ""
+	}
 	return fmt.Sprintf(`[sip]
 listen = ["udp:127.0.0.1:%[1]d", "tcp:127.0.0.1:%[1]d"]
 domains = ["example.test"]
-
-[registrar]
-min_expires = 1
-
+%[5]s
 [store]
 path = %[2]q
 
@@ -106,7 +108,7 @@ listen = "127.0.0.1:%[3]d"
 
 [log]
 level = "debug"
-%[4]s`, port, filepath.Join(dir, "sipanchor.db"), apiPort, extra)
+%[4]s`, port, filepath.Join(dir, "sipanchor.db"), apiPort, extra, registrar)
 }
 
 // startProxy runs sipanchor with proxyConfig(extra) and waits until it

@@ -164,9 +164,16 @@ func decodeError(name string, lines positions, err error) error {
 	if i := strings.Index(msg, "): "); strings.HasPrefix(msg, "toml: ") && i > 0 {
 		msg = msg[i+3:]
 	}
-	e := Error{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg}
-	if e.Line == 0 && e.Key != "" {
-		e.Line = lines.find(toml.Key(strings.Split(e.Key, ".")))
+	e := Error{File: name, Line: pe.Position.Line, Msg: msg}
+	if strings.Contains(msg, `got '\n'`) && e.Line > 1 {
+		e.Line-- // the lexer has counted the newline it choked on
+	}
+	// LastKey is the key being decoded for a bad value, but only the last
+	// key read before a syntax error: name it only when it is on that line.
+	if pe.LastKey != "" {
+		if kl := lines.find(toml.Key(strings.Split(pe.LastKey, "."))); kl == e.Line || e.Line == 0 {
+			e.Key, e.Line = pe.LastKey, kl
+		}
 	}
 	return Errors{e}
 }

@@ -74,7 +74,8 @@ func (f *datagramFilter) filter(props sip.TransportReadProps, data []byte) ([]by
 		err = parseReason(err)
 	}
 	f.bad(err.Error(), props.RemoteAddr)
-	if req != nil && req.Method != sip.ACK && req.Via() != nil && req.CallID() != nil && req.CSeq() != nil && req.From() != nil && req.To() != nil {
+	// Via and CSeq are what the sender matches a response with.
+	if req != nil && req.Method != sip.ACK && req.Via() != nil && req.CSeq() != nil {
 		res := sip.NewResponseFromRequest(req, sip.StatusBadRequest, err.Error(), nil)
 		if pc := f.sockets[props.LocalAddr.String()]; pc != nil {
 			// Answer where the packet came from: the Via may be unusable.

@@ -56,9 +56,15 @@ func bind(ls []config.Listener, advertise string) ([]*listener, error) {
 	for _, cl := range ls {
 		l := &listener{transport: cl.Transport}
 		addr := cl.Addr.String()
+		// The family is explicit: "udp" on 0.0.0.0 would be a dual-stack
+		// [::] socket, and Via would advertise an IPv6 address.
+		family := "4"
+		if cl.Addr.Addr().Is6() {
+			family = "6"
+		}
 		switch cl.Transport {
 		case "udp":
-			pc, err := net.ListenPacket("udp", addr)
+			pc, err := net.ListenPacket("udp"+family, addr)
 			if err != nil {
 				closeAll()
 				return nil, fmt.Errorf("listen %s: %w", cl, err)
@@ -66,7 +72,7 @@ func bind(ls []config.Listener, advertise string) ([]*listener, error) {
 			l.pc = pc
 			l.local = pc.LocalAddr().(*net.UDPAddr).AddrPort()
 		case "tcp":
-			ln, err := net.Listen("tcp", addr)
+			ln, err := net.Listen("tcp"+family, addr)
 			if err != nil {
 				closeAll()
 				return nil, fmt.Errorf("listen %s: %w", cl, err)

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"sipanchor/config"
+
 	"github.com/emiago/sipgo/sip"
 )
 
@@ -268,4 +270,29 @@ func FuzzDatagramFilter(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A wildcard IPv4 listener must stay IPv4 and advertise an IPv4 address
+// (Go's "udp" on 0.0.0.0 is a dual-stack [::] socket).
+func TestBindWildcardIPv4(t *testing.T) {
+	ls, err := bind([]config.Listener{
+		{Transport: "udp", Addr: netip.MustParseAddrPort("0.0.0.0:0")},
+		{Transport: "tcp", Addr: netip.MustParseAddrPort("0.0.0.0:0")},
+	}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, l := range ls {
+			l.close()
+		}
+	}()
+	for _, l := range ls {
+		if !l.local.Addr().Is4() {
+			t.Errorf("%s bound as %s, want IPv4", l.transport, l.local)
+		}
+		if a, err := netip.ParseAddr(l.host); err != nil || !a.Is4() {
+			t.Errorf("%s advertises %q, want an IPv4 address", l.transport, l.host)
+		}
+	}
 }

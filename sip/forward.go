@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
@@ -162,7 +163,7 @@ func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []tar
 }
 
 func isTimeout(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "timer") || strings.Contains(err.Error(), "timeout"))
+	return errors.Is(err, sip.ErrTransactionTimeout)
 }
 
 // better picks the response to send upstream when no branch answered:

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -233,5 +232,3 @@ func (p *proxy) logLines(s string) []string {
 	}
 	return out
 }
-
-var _ = io.Discard

@@ -31,11 +31,23 @@ type ua struct {
 	lastInviteBranch string
 }
 
+// newUAOn binds a UDP ua at an exact address, e.g. an upstream carrier.
+func newUAOn(t *testing.T, name, addr string, p *proxy) *ua {
+	t.Helper()
+	host, _, _ := net.SplitHostPort(addr)
+	return newUAAt(t, name, addr, p, host)
+}
+
 // newUA binds a UDP socket on ip (e.g. "127.0.0.2") and writes contactHost
 // in its Contact (its own address when empty).
 func newUA(t *testing.T, name, ip string, p *proxy, contactHost string) *ua {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", ip+":0")
+	return newUAAt(t, name, ip+":0", p, contactHost)
+}
+
+func newUAAt(t *testing.T, name, addr string, p *proxy, contactHost string) *ua {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@
 set -euo pipefail
 proxy=${1:-127.0.0.1:5060} calls=${2:-100} rate=${3:-10}
 scen=$(cd "$(dirname "$0")/../testdata/sipp" && pwd)
-work=$(mktemp -d); trap 'kill $uas 2>/dev/null || true; rm -rf "$work"' EXIT
+uas=; work=$(mktemp -d); trap '[ -n "$uas" ] && kill $uas 2>/dev/null || true; rm -rf "$work"' EXIT
 cd "$work"
 sipp -sf "$scen/register.xml" "$proxy" -s sippuas -i 127.0.0.6 -p 5099 -m 1 -nostdin -timeout 10s >/dev/null
 sipp -sf "$scen/uas.xml" -i 127.0.0.6 -p 5099 -m "$calls" -nostdin -timeout 120s >uas.log 2>&1 & uas=$!

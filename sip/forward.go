@@ -412,14 +412,19 @@ func (p *Proxy) forwardStateless(req *sip.Request) {
 	}
 }
 
-// strayResponse handles a response that matches no client transaction:
-// 2xx retransmissions after the INVITE transaction ended. If the top Via
-// is ours it goes on to the next one.
+// strayResponse handles a response that matches no client transaction.
+// Only a 2xx to an INVITE is relayed (statelessly, if the top Via is ours):
+// those are the callee's retransmissions after the INVITE transaction
+// ended, and the caller needs them until it ACKs (RFC 6026). Anything else
+// is late: sipgo runs each message on its own goroutine, so a 180 can
+// arrive after the 200 that ended its transaction, and relaying it would
+// put a 180 after the 200 at the caller.
 func (p *Proxy) strayResponse(res *sip.Response) {
-	v := res.Via()
-	if v == nil || v.Params == nil {
+	if !strayRelayable(res) {
+		p.log.Debug("late response dropped", "call_id", callID(res), "status", res.StatusCode)
 		return
 	}
+	v := res.Via()
 	b, _ := v.Params.Get("branch")
 	if !strings.HasPrefix(b, branchPrefix) || !p.isUs(sip.Uri{Host: v.Host, Port: v.Port}) {
 		return
@@ -431,6 +436,12 @@ func (p *Proxy) strayResponse(res *sip.Response) {
 	if err := p.tp.WriteMsg(up); err != nil {
 		p.log.Debug("stray response not relayed", "call_id", callID(res), "status", res.StatusCode, "err", err)
 	}
+}
+
+// strayRelayable: a 2xx to an INVITE, with a Via to follow back.
+func strayRelayable(res *sip.Response) bool {
+	return res.IsSuccess() && res.CSeq() != nil && res.CSeq().MethodName == sip.INVITE &&
+		res.Via() != nil && res.Via().Params != nil
 }
 
 func shortHash(s string) string {

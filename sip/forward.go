@@ -382,10 +382,10 @@ func (p *Proxy) forwardStateless(req *sip.Request) {
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
 		return
 	}
-	if p.looped(req) {
+	lh := p.loopHash(req)
+	if p.looped(req, lh) {
 		return
 	}
-	lh := p.loopHash(req)
 	p.consumeRoutes(req)
 	ts, status, _ := p.targets(req)
 	if status != 0 || len(ts) == 0 {

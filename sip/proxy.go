@@ -319,11 +319,11 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.reply(req, tx, sip.StatusTooManyHops, "Too Many Hops")
 		return
 	}
-	if p.looped(req) {
+	loopHash := p.loopHash(req)
+	if p.looped(req, loopHash) {
 		p.reply(req, tx, sip.StatusLoopDetected, "Loop Detected")
 		return
 	}
-	loopHash := p.loopHash(req)
 	p.consumeRoutes(req)
 
 	if req.Route() == nil && !inDialog(req) {
@@ -562,9 +562,8 @@ func bindingTarget(b Binding) (target, error) {
 }
 
 // looped applies RFC 3261 §16.3 step 4: a Via of ours whose loop hash
-// equals this request's means the request came back unchanged.
-func (p *Proxy) looped(req *sip.Request) bool {
-	h := p.loopHash(req)
+// equals h, this request's, means the request came back unchanged.
+func (p *Proxy) looped(req *sip.Request, h string) bool {
 	for _, hv := range req.GetHeaders("Via") {
 		v, ok := hv.(*sip.ViaHeader)
 		if !ok || v.Params == nil {

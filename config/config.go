@@ -30,6 +30,7 @@ type Config struct {
 	Registrar Registrar `toml:"registrar"`
 	NAT       NAT       `toml:"nat"`
 	Routes    []Route   `toml:"route"`
+	Relay     Relay     `toml:"relay"`
 	Media     Media     `toml:"media"`
 	Store     Store     `toml:"store"`
 	API       API       `toml:"api"`
@@ -37,6 +38,15 @@ type Config struct {
 
 	// Listeners is SIP.Listen parsed; filled by Validate.
 	Listeners []Listener `toml:"-"`
+
+	file  string
+	lines positions
+}
+
+// KeyError reports a mistake found in a key's value by another package
+// (relay flags, say) the way Load reports its own: FILE:LINE: key: what.
+func (c *Config) KeyError(key string, err error) error {
+	return Errors{{File: c.file, Line: c.lines.find(toml.Key(strings.Split(key, "."))), Key: key, Msg: err.Error()}}
 }
 
 // SIP is the [sip] table.
@@ -68,10 +78,22 @@ type Route struct {
 	To    string `toml:"to"`
 }
 
+// Relay is the [relay] table: which calls get their media anchored and how.
+type Relay struct {
+	Engage      string   `toml:"engage"`
+	CallerFlags string   `toml:"caller_flags"`
+	CalleeFlags string   `toml:"callee_flags"`
+	Lifetime    Duration `toml:"lifetime"`
+}
+
 // Media is the [media] table.
 type Media struct {
-	PortMin int `toml:"port_min"`
-	PortMax int `toml:"port_max"`
+	PortMin        int      `toml:"port_min"`
+	PortMax        int      `toml:"port_max"`
+	Bind           string   `toml:"bind"`
+	Advertise      string   `toml:"advertise"`
+	SetupTimeout   Duration `toml:"setup_timeout"`
+	SessionTimeout Duration `toml:"session_timeout"`
 }
 
 // Store is the [store] table.
@@ -127,6 +149,7 @@ func Parse(name string, src []byte) (*Config, error) {
 	if _, err := toml.NewDecoder(bytes.NewReader(defaultsTOML)).Decode(&c); err != nil {
 		return nil, fmt.Errorf("embedded defaults: %w", err) // a build defect
 	}
+	c.file = name
 	if src == nil {
 		return &c, c.validate(nil, name)
 	}
@@ -142,6 +165,7 @@ func Parse(name string, src []byte) (*Config, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	c.lines = lines
 	return &c, c.validate(lines, name)
 }
 

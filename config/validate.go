@@ -211,6 +211,29 @@ func (c *Config) validate(lines positions, file string) error {
 		bad("media.port_max", "range %d..%d is empty: it holds no RTP/RTCP port pair", m.PortMin, m.PortMax)
 	}
 
+	if !slices.Contains([]string{"always", "nat", "never"}, c.Relay.Engage) {
+		bad("relay.engage", "%q: want always, nat or never", c.Relay.Engage)
+	}
+	if c.Relay.Lifetime.Duration < 0 {
+		bad("relay.lifetime", "must not be negative")
+	}
+	for _, k := range []struct {
+		key, val string
+	}{{"media.bind", c.Media.Bind}, {"media.advertise", c.Media.Advertise}} {
+		if k.val == "" {
+			continue
+		}
+		if _, err := netip.ParseAddr(k.val); err != nil {
+			bad(k.key, "%q is not an IP address", k.val)
+		}
+	}
+	if c.Media.SetupTimeout.Duration < 0 {
+		bad("media.setup_timeout", "must not be negative")
+	}
+	if c.Media.SessionTimeout.Duration < 0 {
+		bad("media.session_timeout", "must not be negative")
+	}
+
 	if c.Store.Path == "" {
 		bad("store.path", "is required")
 	}

@@ -1,4 +1,6 @@
-// Package media will own the builtin RTP relay: port allocation, sockets,
-// latching, forwarding, SDP rewriting, timers and stats (issue 3). Nothing
-// lives here yet.
+// Package media is sipanchor's builtin RTP relay: RTP/RTCP port pairs from
+// a range, one socket per side of each stream with symmetric latching (a
+// side's address is learnt from its first packets; strangers are dropped),
+// forwarding, RFC 3550 receive statistics, setup and session timeouts, and
+// SDP parsing and rewriting. It never sees SIP.
 package media

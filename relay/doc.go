@@ -1,4 +1,6 @@
-// Package relay will own the engage model: the Engine interface, per-leg
-// flags, relay sets and nodes, and rtpengine's NG protocol (issues 3 and 5).
-// Nothing lives here yet.
+// Package relay owns the engage model's contract: the Engine interface the
+// dialog layer drives (Offer / Answer / Delete / Query), per-leg flags
+// parsed from rtpengine-style strings, and the builtin engine that adapts
+// sipanchor's own media relay to it. The rtpengine NG client and server
+// (issue 5) live here too.
 package relay

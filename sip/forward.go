@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -36,23 +37,28 @@ type branchEvent struct {
 // proxy forwards req to every target in parallel and relays the responses
 // upstream: provisionals as they come, every 2xx, or else the best final
 // response once all branches have ended (RFC 3261 §16.7).
-func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []target, loopHash string) {
+func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []target, loopHash string, a *anchor) {
 	start := time.Now()
 	log := p.log.With("call_id", callID(req), "method", string(req.Method))
 	in := p.inbound(req, stx)
 	events := make(chan branchEvent, 8*len(targets)+8)
 	var branches []*branch
+	code, reason := sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
 	for i, t := range targets {
-		b, err := p.startBranch(req, in, t, branchPrefix+loopHash+"."+strconv.Itoa(i)+randHex(4))
+		b, err := p.startBranch(req, in, t, branchPrefix+loopHash+"."+strconv.Itoa(i)+randHex(4), a)
 		if err != nil {
 			log.Info("branch not started", "target", t.String(), "err", err)
+			if errors.Is(err, errRelay) {
+				code, reason = relayStatus(err)
+			}
 			continue
 		}
 		branches = append(branches, b)
 		go relayBranch(b, events)
 	}
 	if len(branches) == 0 {
-		p.reply(req, stx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
+		a.failed("no branch started")
+		p.reply(req, stx, code, reason)
 		return
 	}
 
@@ -95,6 +101,7 @@ func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []tar
 			if ev.res == nil {
 				b.done = true
 				pending--
+				p.anchorFailure(a, b, req)
 				code, reason := sip.StatusRequestTimeout, "Request Timeout"
 				if !isTimeout(ev.err) {
 					code, reason = sip.StatusServiceUnavailable, "Service Unavailable"
@@ -113,12 +120,16 @@ func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []tar
 					}
 				}
 				if res.StatusCode > 100 && !answered {
-					p.relayResponse(stx, res, b, log)
+					up := p.upstreamOf(res, b)
+					p.anchorResponse(a, b, res, up, req)
+					p.respondUp(stx, up, log)
 				}
 			case res.IsSuccess():
 				b.done = true
 				pending--
-				p.relayResponse(stx, res, b, log)
+				up := p.upstreamOf(res, b)
+				p.anchorResponse(a, b, res, up, req)
+				p.respondUp(stx, up, log)
 				if !answered {
 					answered = true
 					log.Info("sip", "status", res.StatusCode, "peer", req.Source(), "target", b.t.String(), "branches", len(branches), "ms", time.Since(start).Milliseconds())
@@ -129,6 +140,7 @@ func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []tar
 			default:
 				b.done = true
 				pending--
+				p.anchorResponse(a, b, res, nil, req)
 				up := upstream(res)
 				if res.StatusCode == sip.StatusServiceUnavailable {
 					// RFC 3261 §16.7 step 6: a 503 downstream is not ours to pass on.
@@ -151,6 +163,9 @@ func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []tar
 	}
 	for _, b := range branches {
 		b.tx.Terminate()
+	}
+	if !answered {
+		a.failed("no 2xx")
 	}
 	if answered || best == nil {
 		return
@@ -192,14 +207,30 @@ func upstream(res *sip.Response) *sip.Response {
 	return up
 }
 
-func (p *Proxy) relayResponse(stx sip.ServerTransaction, res *sip.Response, b *branch, log *slog.Logger) {
+// upstreamOf is a 1xx/2xx made ready to relay: our Via off, and the
+// callee's Contact aliased when it is not where the response came from.
+func (p *Proxy) upstreamOf(res *sip.Response, b *branch) *sip.Response {
 	up := upstream(res)
-	if res.StatusCode < 300 {
-		addAlias(up, res.Source(), b.t.transport)
-	}
+	addAlias(up, res.Source(), b.t.transport)
+	return up
+}
+
+func (p *Proxy) respondUp(stx sip.ServerTransaction, up *sip.Response, log *slog.Logger) {
 	if err := stx.Respond(up); err != nil {
-		log.Debug("relaying response failed", "status", res.StatusCode, "err", err)
+		log.Debug("relaying response failed", "status", up.StatusCode, "err", err)
 	}
+}
+
+// anchorFailure: a branch ended without a response (timeout, transport).
+func (p *Proxy) anchorFailure(a *anchor, b *branch, req *sip.Request) {
+	if a == nil {
+		return
+	}
+	if a.initial {
+		a.branchGone(b)
+		return
+	}
+	p.anchorResponse(a, b, sip.NewResponseFromRequest(req, sip.StatusRequestTimeout, "Request Timeout", nil), nil, req)
 }
 
 // relayBranch passes a client transaction's responses to the proxy loop
@@ -230,7 +261,7 @@ func relayBranch(b *branch, events chan<- branchEvent) {
 
 // startBranch builds the copy of req for target t and starts its client
 // transaction.
-func (p *Proxy) startBranch(req *sip.Request, in *listener, t target, branchID string) (*branch, error) {
+func (p *Proxy) startBranch(req *sip.Request, in *listener, t target, branchID string, a *anchor) (*branch, error) {
 	out, err := p.outbound(t.transport, t.dst.Addr(), t.prefer)
 	if err != nil {
 		return nil, err
@@ -262,6 +293,9 @@ func (p *Proxy) startBranch(req *sip.Request, in *listener, t target, branchID s
 	}
 	if c := r.Contact(); c != nil && r.Method != sip.REGISTER {
 		addAlias(r, req.Source(), strings.ToLower(req.Transport()))
+	}
+	if err := a.offerBranch(r, branchID); err != nil {
+		return nil, fmt.Errorf("%w: %w", errRelay, err)
 	}
 	p.addVia(r, out, t, branchID)
 	tx, err := p.cli.TransactionRequest(context.Background(), r, prebuilt)
@@ -382,6 +416,7 @@ func (p *Proxy) forwardStateless(req *sip.Request) {
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
 		return
 	}
+	p.ackHook(req)
 	lh := p.loopHash(req)
 	if p.looped(req, lh) {
 		return

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"sipanchor/config"
+	"sipanchor/dialog"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -27,6 +28,8 @@ type Options struct {
 	Config *config.Config
 	DB     *sql.DB
 	Log    *slog.Logger
+	// Dialogs anchors media through the dialog layer; nil = signalling only.
+	Dialogs *dialog.Manager
 }
 
 // Proxy is the SIP side of sipanchor: a transaction-stateful proxy with a
@@ -46,9 +49,10 @@ type Proxy struct {
 	routes    []staticRoute
 	defRoute  *staticRoute
 
-	loc  *Location
-	reg  *registrar
-	auth *authenticator
+	loc     *Location
+	reg     *registrar
+	auth    *authenticator
+	dialogs *dialog.Manager
 
 	malformed atomic.Int64 // datagrams dropped or answered 400 before the transaction layer
 	wg        sync.WaitGroup
@@ -61,7 +65,10 @@ const timerC = 3 * time.Minute
 // a proxy ready to Serve.
 func New(ctx context.Context, o Options) (*Proxy, error) {
 	cfg := o.Config
-	p := &Proxy{cfg: cfg, log: o.Log, self: map[string]bool{}, domains: map[string]bool{}}
+	p := &Proxy{cfg: cfg, log: o.Log, self: map[string]bool{}, domains: map[string]bool{}, dialogs: o.Dialogs}
+	if p.dialogs != nil {
+		p.dialogs.SetEnder(p.endDialog)
+	}
 	for _, d := range cfg.SIP.Domains {
 		p.domains[d] = true
 	}
@@ -349,7 +356,12 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.reply(req, tx, status, reason)
 		return
 	}
-	p.proxy(req, tx, targets, loopHash)
+	a, status, reason := p.engage(req)
+	if status != 0 {
+		p.reply(req, tx, status, reason)
+		return
+	}
+	p.proxy(req, tx, targets, loopHash, a)
 }
 
 // mustAuthenticate: out-of-dialog requests claiming to come from a local

@@ -11,7 +11,7 @@ import (
 
 // call sets up a call from caller to callee's AOR through the proxy and
 // returns both dialogs; the callee answers 180 then 200.
-func call(t *testing.T, caller, callee *ua) (*dialog, *dialog) {
+func call(t *testing.T, caller, callee *ua) (*dlg, *dlg) {
 	t.Helper()
 	dc := caller.invite("sip:" + callee.name + "@example.test")
 	caller.recv("100 Trying", isResponse(100, "INVITE"))

@@ -10,12 +10,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"sipanchor/config"
+	"sipanchor/dialog"
+	"sipanchor/media"
+	"sipanchor/relay"
 	"sipanchor/sip"
 
 	_ "modernc.org/sqlite"
@@ -41,6 +45,73 @@ func cmdServe(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// newMedia builds the builtin relay and the dialog layer from [media] and
+// [relay]. Relay flags are checked here and reported like config errors.
+func newMedia(cfg *config.Config, log *slog.Logger) (*media.Relay, *dialog.Manager, error) {
+	caller, err := relay.ParseFlags(cfg.Relay.CallerFlags)
+	if err != nil {
+		return nil, nil, cfg.KeyError("relay.caller_flags", err)
+	}
+	callee, err := relay.ParseFlags(cfg.Relay.CalleeFlags)
+	if err != nil {
+		return nil, nil, cfg.KeyError("relay.callee_flags", err)
+	}
+	engage, err := dialog.ParseEngage(cfg.Relay.Engage)
+	if err != nil {
+		return nil, nil, cfg.KeyError("relay.engage", err)
+	}
+	bind := netip.IPv4Unspecified()
+	if cfg.Media.Bind != "" {
+		bind = netip.MustParseAddr(cfg.Media.Bind) // validated by config
+	}
+	rl, err := media.NewRelay(media.Config{
+		PortMin: cfg.Media.PortMin, PortMax: cfg.Media.PortMax, Bind: bind, Advertise: mediaAddress(cfg, bind),
+		SetupTimeout: cfg.Media.SetupTimeout.Duration, SessionTimeout: cfg.Media.SessionTimeout.Duration,
+		RingTimeout: 4 * time.Minute, Log: log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	d := dialog.NewManager(relay.NewBuiltin(rl), dialog.Config{
+		Engage: engage, Caller: caller, Callee: callee, Lifetime: cfg.Relay.Lifetime.Duration, Log: log,
+	})
+	return rl, d, nil
+}
+
+// mediaAddress is the address written into SDP: [media] advertise, else the
+// SIP advertise address if it is an IP, else the bind address, else the
+// first listener's, else the machine's first non-loopback IPv4 address.
+func mediaAddress(cfg *config.Config, bind netip.Addr) netip.Addr {
+	if a, err := netip.ParseAddr(cfg.Media.Advertise); err == nil {
+		return a
+	}
+	host := cfg.SIP.Advertise
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a
+	}
+	if !bind.IsUnspecified() {
+		return bind
+	}
+	for _, l := range cfg.Listeners {
+		if !l.Addr.Addr().IsUnspecified() {
+			return l.Addr.Addr()
+		}
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap().Is4() && ip.IsGlobalUnicast() {
+					return ip.Unmap()
+				}
+			}
+		}
+	}
+	return netip.MustParseAddr("127.0.0.1")
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
@@ -74,7 +145,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-	p, err := sip.New(ctx, sip.Options{Config: cfg, DB: db, Log: log})
+	rl, dialogs, err := newMedia(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer rl.Close()
+	p, err := sip.New(ctx, sip.Options{Config: cfg, DB: db, Log: log, Dialogs: dialogs})
 	if err != nil {
 		return err
 	}
@@ -97,6 +173,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	log.Info("sipanchor started", "version", version, "listen", p.Addrs(), "store", cfg.Store.Path)
 	err = p.Serve(ctx)
+	rl.Close() // ends the sessions the dialog watchers wait on
+	dialogs.Wait()
 	if api != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -229,8 +229,8 @@ Expires: %[6]d
 	return u.recv("REGISTER response", isFinal("REGISTER")).(*sip.Response)
 }
 
-// dialog is one call as seen by a ua.
-type dialog struct {
+// dlg is one call as seen by a ua.
+type dlg struct {
 	callID   string
 	localTag string
 	remote   string   // remote tag
@@ -251,9 +251,9 @@ a=rtpmap:0 PCMU/8000
 `
 
 // invite sends an INVITE to uri and returns the dialog being set up.
-func (u *ua) invite(uri string) *dialog {
+func (u *ua) invite(uri string) *dlg {
 	u.t.Helper()
-	d := &dialog{callID: "call-" + randTag(), localTag: randTag(), cseq: 1,
+	d := &dlg{callID: "call-" + randTag(), localTag: randTag(), cseq: 1,
 		local: fmt.Sprintf("sip:%s@example.test", u.name), peer: uri}
 	br := randTag()
 	u.lastInviteBranch = "z9hG4bK" + br
@@ -273,7 +273,7 @@ Content-Type: application/sdp
 
 // answer replies to an incoming INVITE with code; for 2xx it returns the
 // callee's dialog.
-func (u *ua) answer(inv *sip.Request, code int, reason string, toTag string) *dialog {
+func (u *ua) answer(inv *sip.Request, code int, reason string, toTag string) *dlg {
 	u.t.Helper()
 	res := sip.NewResponseFromRequest(inv, code, reason, nil)
 	res.To().Params.Remove("tag")
@@ -289,7 +289,7 @@ func (u *ua) answer(inv *sip.Request, code int, reason string, toTag string) *di
 	if code != 200 {
 		return nil
 	}
-	d := &dialog{callID: string(*inv.CallID()), localTag: toTag, cseq: 100,
+	d := &dlg{callID: string(*inv.CallID()), localTag: toTag, cseq: 100,
 		local: inv.To().Address.String(), peer: inv.From().Address.String()}
 	d.remote, _ = inv.From().Params.Get("tag")
 	d.target = inv.Contact().Address.String()
@@ -308,7 +308,7 @@ func (u *ua) reply(res *sip.Response, body string) {
 }
 
 // confirmed completes the caller's dialog from a 2xx.
-func (d *dialog) confirmed(res *sip.Response) {
+func (d *dlg) confirmed(res *sip.Response) {
 	d.remote, _ = res.To().Params.Get("tag")
 	d.target = res.Contact().Address.String()
 	rr := res.GetHeaders("Record-Route")
@@ -318,7 +318,7 @@ func (d *dialog) confirmed(res *sip.Response) {
 }
 
 // request sends an in-dialog request (ACK keeps the INVITE's CSeq).
-func (u *ua) request(d *dialog, method string) {
+func (u *ua) request(d *dlg, method string) {
 	u.t.Helper()
 	if method != "ACK" {
 		d.cseq++

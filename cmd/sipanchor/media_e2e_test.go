@@ -1,0 +1,343 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/pion/rtp"
+)
+
+// rtpPeer is a UA's media socket.
+type rtpPeer struct {
+	t    *testing.T
+	conn *net.UDPConn
+	seq  uint16
+}
+
+func newRTP(t *testing.T, ip string) *rtpPeer {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rtpPeer{t: t, conn: c, seq: 1000}
+}
+
+func (r *rtpPeer) port() int { return r.conn.LocalAddr().(*net.UDPAddr).Port }
+
+// sendTo sends one 20 ms PCMU packet carrying marker byte m.
+func (r *rtpPeer) sendTo(dst netip.AddrPort, m byte) {
+	r.t.Helper()
+	r.seq++
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: r.seq, Timestamp: uint32(r.seq) * 160, SSRC: uint32(r.port())}, Payload: make([]byte, 160)}
+	p.Payload[0] = m
+	b, _ := p.Marshal()
+	if _, err := r.conn.WriteToUDPAddrPort(b, dst); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// recv waits for a packet carrying marker m and returns its source.
+func (r *rtpPeer) recv(m byte) netip.AddrPort {
+	r.t.Helper()
+	buf := make([]byte, 2048)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		_ = r.conn.SetReadDeadline(deadline)
+		n, src, err := r.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			r.t.Fatalf("no RTP with marker %q: %v", m, err)
+		}
+		var p rtp.Packet
+		if p.Unmarshal(buf[:n]) == nil && len(p.Payload) > 0 && p.Payload[0] == m {
+			return src
+		}
+	}
+}
+
+// none asserts that no packet with marker m arrives within d.
+func (r *rtpPeer) none(m byte, d time.Duration) {
+	r.t.Helper()
+	buf := make([]byte, 2048)
+	deadline := time.Now().Add(d)
+	for {
+		_ = r.conn.SetReadDeadline(deadline)
+		n, _, err := r.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		var p rtp.Packet
+		if p.Unmarshal(buf[:n]) == nil && len(p.Payload) > 0 && p.Payload[0] == m {
+			r.t.Fatalf("RTP with marker %q arrived", m)
+		}
+	}
+}
+
+// sdpWith is an SDP offer/answer naming a private address (the UA is
+// behind NAT) and the UA's real media port.
+func sdpWith(port int, extra string) string {
+	return fmt.Sprintf("v=0\no=- 1 1 IN IP4 192.168.1.50\ns=-\nc=IN IP4 192.168.1.50\nt=0 0\nm=audio %d RTP/AVP 0\na=rtpmap:0 PCMU/8000\n%s", port, extra)
+}
+
+// mediaOf reads the address and port an SDP body sends media to.
+func mediaOf(t *testing.T, body []byte) netip.AddrPort {
+	t.Helper()
+	var host string
+	var port int
+	for _, l := range strings.Split(string(body), "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "c=IN IP4 ") {
+			host = strings.TrimPrefix(l, "c=IN IP4 ")
+		}
+		if strings.HasPrefix(l, "m=audio ") {
+			fmt.Sscanf(l, "m=audio %d", &port)
+		}
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil || port == 0 {
+		t.Fatalf("no media address in SDP:\n%s", body)
+	}
+	return netip.AddrPortFrom(a, uint16(port))
+}
+
+// inviteSDP sends an INVITE with body (or none) and returns the dialog.
+func (u *ua) inviteSDP(uri, body string) *dlg {
+	u.t.Helper()
+	d := &dlg{callID: "call-" + randTag(), localTag: randTag(), cseq: 1,
+		local: fmt.Sprintf("sip:%s@example.test", u.name), peer: uri}
+	br := randTag()
+	u.lastInviteBranch = "z9hG4bK" + br
+	ct := ""
+	if body != "" {
+		ct = "Content-Type: application/sdp\n"
+	}
+	u.send(fmt.Sprintf("INVITE %[1]s SIP/2.0\n%[2]s\nMax-Forwards: 70\nFrom: <%[3]s>;tag=%[4]s\nTo: <%[1]s>\nCall-ID: %[5]s\nCSeq: 1 INVITE\n%[6]s\n%[7]s\n%[8]s",
+		uri, u.via(br), d.local, d.localTag, d.callID, u.contactHdr(), ct, body))
+	return d
+}
+
+// answerSDP answers an INVITE 200 with body.
+func (u *ua) answerSDP(inv *sip.Request, toTag, body string) *dlg {
+	u.t.Helper()
+	res := sip.NewResponseFromRequest(inv, 200, "OK", nil)
+	res.To().Params.Remove("tag")
+	res.To().Params.Add("tag", toTag)
+	res.AppendHeader(sip.NewHeader("Contact", strings.TrimPrefix(u.contactHdr(), "Contact: ")))
+	if body != "" {
+		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	}
+	res.SetBody(nil)
+	u.reply(res, body)
+	d := &dlg{callID: string(*inv.CallID()), localTag: toTag, cseq: 100,
+		local: inv.To().Address.String(), peer: inv.From().Address.String()}
+	d.remote, _ = inv.From().Params.Get("tag")
+	d.target = inv.Contact().Address.String()
+	for _, h := range inv.GetHeaders("Record-Route") {
+		d.routes = append(d.routes, h.Value())
+	}
+	return d
+}
+
+// sessions reads the number of relay sessions from the log-free source of
+// truth: the media ports the proxy still holds.
+func relayPortsOpen(t *testing.T, ports ...netip.AddrPort) int {
+	t.Helper()
+	open := 0
+	for _, p := range ports {
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(p))
+		if err != nil {
+			open++
+			continue
+		}
+		c.Close()
+	}
+	return open
+}
+
+// anchoredCall sets up a call whose media is relayed: alice at 127.0.0.2,
+// bob at 127.0.0.3, both writing 192.168.1.50 in SDP.
+type anchoredCall struct {
+	alice, bob       *ua
+	aRTP, bRTP       *rtpPeer
+	dc, dd           *dlg
+	toBob, toAlice   netip.AddrPort // relay addresses each side was given
+	invite, answered *sip.Request
+}
+
+func setupAnchoredCall(t *testing.T, p *proxy) *anchoredCall {
+	t.Helper()
+	c := &anchoredCall{alice: newUA(t, "alice", "127.0.0.2", p, "192.168.1.60"), bob: newUA(t, "bob", "127.0.0.3", p, "192.168.1.50")}
+	c.aRTP, c.bRTP = newRTP(t, "127.0.0.2"), newRTP(t, "127.0.0.3")
+	c.bob.register(600)
+	c.dc = c.alice.inviteSDP("sip:bob@example.test", sdpWith(c.aRTP.port(), ""))
+	inv := c.bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+	c.invite = inv
+	c.toBob = mediaOf(t, inv.Body())
+	c.dd = c.bob.answerSDP(inv, "bobtag", sdpWith(c.bRTP.port(), ""))
+	ok := c.alice.recv("200", isResponse(200, "INVITE")).(*sip.Response)
+	c.toAlice = mediaOf(t, ok.Body())
+	c.dc.confirmed(ok)
+	c.alice.request(c.dc, "ACK")
+	c.bob.recv("ACK", isRequest("ACK"))
+	return c
+}
+
+// twoWay checks media both ways: each side sends first once, as UAs
+// behind NAT do, and then the other side's packets reach it.
+func (c *anchoredCall) twoWay(t *testing.T, mark byte) {
+	t.Helper()
+	c.aRTP.sendTo(c.toAlice, mark)
+	c.bRTP.sendTo(c.toBob, mark+1)
+	if src := c.aRTP.recv(mark + 1); src != c.toAlice {
+		t.Errorf("caller got media from %s, want the relay port it was given %s", src, c.toAlice)
+	}
+	c.aRTP.sendTo(c.toAlice, mark+2)
+	if src := c.bRTP.recv(mark + 2); src != c.toBob {
+		t.Errorf("callee got media from %s, want %s", src, c.toBob)
+	}
+}
+
+func TestMediaAnchoredBothWays(t *testing.T) {
+	p := startProxy(t, "")
+	c := setupAnchoredCall(t, p)
+	relay := netip.MustParseAddr("127.0.0.1")
+	if c.toBob.Addr() != relay || c.toAlice.Addr() != relay {
+		t.Fatalf("SDP addresses %s / %s: each side must see only sipanchor", c.toBob, c.toAlice)
+	}
+	if c.toBob.Port() == uint16(c.aRTP.port()) || c.toAlice.Port() == uint16(c.bRTP.port()) {
+		t.Fatal("SDP ports were not rewritten")
+	}
+	if strings.Contains(string(c.invite.Body()), "192.168.1.50") && strings.Contains(string(c.invite.Body()), "c=IN IP4 192.168.1.50") {
+		t.Errorf("caller's private address leaked to the callee:\n%s", c.invite.Body())
+	}
+	c.twoWay(t, 'a')
+
+	// A stranger sending to a latched port cannot steal the stream.
+	stranger := newRTP(t, "127.0.0.9")
+	for range 5 {
+		stranger.sendTo(c.toAlice, 'X')
+	}
+	c.bRTP.none('X', 300*time.Millisecond)
+	c.twoWay(t, 'k')
+
+	// BYE frees the session: its ports stop forwarding and are released.
+	c.alice.request(c.dc, "BYE")
+	c.bob.okTo(c.bob.recv("BYE", isRequest("BYE")))
+	c.alice.recv("200 to BYE", isResponse(200, "BYE"))
+	time.Sleep(100 * time.Millisecond)
+	c.aRTP.sendTo(c.toAlice, 'z')
+	c.bRTP.none('z', 300*time.Millisecond)
+	if n := relayPortsOpen(t, c.toAlice, c.toBob); n != 0 {
+		t.Errorf("%d relay ports still bound after BYE", n)
+	}
+}
+
+func TestMediaReleasedOnRejectAndCancel(t *testing.T) {
+	p := startProxy(t, "")
+	alice := newUA(t, "alice", "127.0.0.2", p, "")
+	bob := newUA(t, "bob", "127.0.0.3", p, "192.168.1.50")
+	bob.register(600)
+	aRTP := newRTP(t, "127.0.0.2")
+
+	// 486: the branch's session goes.
+	alice.inviteSDP("sip:bob@example.test", sdpWith(aRTP.port(), ""))
+	inv := bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+	toBob := mediaOf(t, inv.Body())
+	if relayPortsOpen(t, toBob) != 1 {
+		t.Fatal("no relay port held while ringing")
+	}
+	bob.answer(inv, 486, "Busy Here", "b1")
+	bob.recv("ACK", isRequest("ACK"))
+	alice.recv("486", isResponse(486, "INVITE"))
+	time.Sleep(100 * time.Millisecond)
+	if relayPortsOpen(t, toBob) != 0 {
+		t.Error("relay port still bound after 486")
+	}
+
+	// CANCEL: likewise.
+	dc := alice.inviteSDP("sip:bob@example.test", sdpWith(aRTP.port(), ""))
+	inv = bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+	toBob = mediaOf(t, inv.Body())
+	bob.answer(inv, 180, "Ringing", "b2")
+	alice.recv("180", isResponse(180, "INVITE"))
+	alice.send(fmt.Sprintf("CANCEL sip:bob@example.test SIP/2.0\n%s\nMax-Forwards: 70\nFrom: <%s>;tag=%s\nTo: <sip:bob@example.test>\nCall-ID: %s\nCSeq: 1 CANCEL\n\n",
+		alice.via(strings.TrimPrefix(alice.lastInviteBranch, "z9hG4bK")), dc.local, dc.localTag, dc.callID))
+	bob.okTo(bob.recv("CANCEL", isRequest("CANCEL")))
+	bob.answer(inv, 487, "Request Terminated", "b2")
+	alice.recv("487", isResponse(487, "INVITE"))
+	time.Sleep(100 * time.Millisecond)
+	if relayPortsOpen(t, toBob) != 0 {
+		t.Error("relay port still bound after CANCEL")
+	}
+}
+
+func TestMediaForkKeepsOnlyAnsweredBranch(t *testing.T) {
+	p := startProxy(t, "")
+	alice := newUA(t, "alice", "127.0.0.2", p, "")
+	desk, mobile := twoContacts(t, p)
+	aRTP := newRTP(t, "127.0.0.2")
+	dc := alice.inviteSDP("sip:bob@example.test", sdpWith(aRTP.port(), ""))
+	inv1 := desk.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+	inv2 := mobile.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+	p1, p2 := mediaOf(t, inv1.Body()), mediaOf(t, inv2.Body())
+	if p1 == p2 {
+		t.Fatalf("both branches got relay port %s: want one session per branch", p1)
+	}
+	mobile.answer(inv2, 180, "Ringing", "m")
+	deskRTP := newRTP(t, "127.0.0.5")
+	desk.answerSDP(inv1, "d", sdpWith(deskRTP.port(), ""))
+	ok := alice.recv("200", isResponse(200, "INVITE")).(*sip.Response)
+	mobile.okTo(mobile.recv("CANCEL", isRequest("CANCEL")))
+	mobile.answer(inv2, 487, "Request Terminated", "m")
+	dc.confirmed(ok)
+	alice.request(dc, "ACK")
+	time.Sleep(150 * time.Millisecond)
+	if relayPortsOpen(t, p2) != 0 {
+		t.Error("the cancelled branch still holds its relay port")
+	}
+	if relayPortsOpen(t, p1) != 1 {
+		t.Error("the answered branch lost its relay port")
+	}
+	toAlice := mediaOf(t, ok.Body())
+	aRTP.sendTo(toAlice, 'a')
+	deskRTP.sendTo(p1, 'd')
+	aRTP.recv('d')
+}
+
+func TestMediaTimeoutSendsBYEToBothEnds(t *testing.T) {
+	p := startProxy(t, "[media]\nsetup_timeout = \"1s\"\nsession_timeout = \"1s\"\n")
+	c := setupAnchoredCall(t, p)
+	c.twoWay(t, 'a')
+	start := time.Now()
+	// Media stops; within timeout + 1 s both ends get a BYE, and answer it.
+	byeA := c.alice.recv("BYE", isRequest("BYE")).(*sip.Request)
+	c.alice.okTo(byeA)
+	byeB := c.bob.recv("BYE", isRequest("BYE")).(*sip.Request)
+	c.bob.okTo(byeB)
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("BYEs after %v, want within ~2 s", el)
+	}
+	// Each BYE is in its dialog: tags and Request-URI of the receiving side.
+	if tag, _ := byeA.To().Params.Get("tag"); tag != c.dc.localTag {
+		t.Errorf("BYE to caller has To tag %q, want %q", tag, c.dc.localTag)
+	}
+	if tag, _ := byeB.To().Params.Get("tag"); tag != "bobtag" {
+		t.Errorf("BYE to callee has To tag %q", tag)
+	}
+	if byeB.Recipient.Host != "192.168.1.50" || byeA.Recipient.Host != "192.168.1.60" {
+		t.Errorf("BYE Request-URIs %s / %s: want each UA's own Contact", byeB.Recipient.String(), byeA.Recipient.String())
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := len(p.logLines("status=200 reason=\"media timeout\"")); n != 2 {
+		t.Errorf("%d BYEs logged as answered, want 2", n)
+	}
+	if relayPortsOpen(t, c.toAlice, c.toBob) != 0 {
+		t.Error("relay ports still bound after the media timeout")
+	}
+}

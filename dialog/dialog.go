@@ -1,0 +1,569 @@
+// Package dialog owns dialog state (early, confirmed, terminated) and the
+// engage hooks that turn SIP events into relay calls, the OpenSIPS
+// rtp_relay model: a call is engaged once, on its initial INVITE, and from
+// then on every offer, answer, failure and end of the call drives the
+// engine without further configuration. It also decides when a dialog must
+// be ended (media timeout, lifetime) and hands that to the SIP layer,
+// which sends the BYEs.
+package dialog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"sipanchor/relay"
+)
+
+// State of a dialog.
+type State uint8
+
+const (
+	StateUnknown State = iota
+	StateEarly
+	StateConfirmed
+	StateTerminated
+)
+
+func (s State) String() string {
+	switch s {
+	case StateEarly:
+		return "early"
+	case StateConfirmed:
+		return "confirmed"
+	case StateTerminated:
+		return "terminated"
+	}
+	return "unknown"
+}
+
+// Engage decides which calls get their media anchored.
+type Engage uint8
+
+const (
+	EngageUnknown Engage = iota
+	EngageAlways
+	EngageNAT // when the caller's SDP or Contact differs from its source or is private
+	EngageNever
+)
+
+// ParseEngage reads "always", "nat" or "never".
+func ParseEngage(s string) (Engage, error) {
+	switch s {
+	case "always":
+		return EngageAlways, nil
+	case "nat":
+		return EngageNAT, nil
+	case "never":
+		return EngageNever, nil
+	}
+	return EngageUnknown, fmt.Errorf("engage %q: want always, nat or never", s)
+}
+
+// Config of the dialog layer.
+type Config struct {
+	Engage   Engage
+	Caller   relay.LegFlags // default flags, like $rtp_relay
+	Callee   relay.LegFlags // like $rtp_relay_peer
+	Lifetime time.Duration  // a dialog is ended after this long; 0 = no limit
+	Log      *slog.Logger
+}
+
+// Party is one end of a dialog as the proxy saw it: what is needed to send
+// it a request of our own (a BYE).
+type Party struct {
+	URI     string   // its From/To URI, e.g. <sip:alice@example.test>
+	Tag     string   // its tag
+	Contact string   // its remote target (Contact URI, with our NAT alias)
+	Routes  []string // Route set from us toward it, in order
+	CSeq    uint32   // highest CSeq it has used
+}
+
+// Ending is what the SIP layer needs to send the BYEs that end a dialog.
+type Ending struct {
+	CallID         string
+	Caller, Callee Party
+	Reason         string
+}
+
+// Ender sends the BYEs that end a dialog; the SIP layer implements it.
+type Ender func(ctx context.Context, e Ending)
+
+// Manager keeps the live dialogs.
+type Manager struct {
+	engine relay.Engine
+	cfg    Config
+	log    *slog.Logger
+	end    Ender
+
+	mu      sync.Mutex
+	dialogs map[string]*Dialog
+	wg      sync.WaitGroup
+}
+
+// NewManager builds a dialog layer driving engine.
+func NewManager(engine relay.Engine, cfg Config) *Manager {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{engine: engine, cfg: cfg, log: cfg.Log, dialogs: map[string]*Dialog{}}
+}
+
+// SetEnder installs the function that sends BYEs.
+func (m *Manager) SetEnder(e Ender) { m.end = e }
+
+// Engine is the relay engine in use.
+func (m *Manager) Engine() relay.Engine { return m.engine }
+
+func key(callID, fromTag string) string { return callID + "\x00" + fromTag }
+
+// Dialog is one call. Its mutex serialises the call's events: sipgo runs
+// every message on its own goroutine, so a 180 and a 200 of one call may
+// otherwise race.
+type Dialog struct {
+	m   *Manager
+	log *slog.Logger
+
+	mu       sync.Mutex
+	CallID   string
+	State    State
+	Engaged  bool
+	Caller   Party
+	Callee   Party
+	Branch   string // Via branch of the answered branch: the relay session
+	Created  time.Time
+	Answered time.Time
+
+	flags     [2]relay.LegFlags // caller, callee
+	lateOffer bool              // the INVITE had no SDP: the 2xx offers, the ACK answers
+	branches  map[string]bool   // branches holding a relay session
+	session   relay.Session
+	src       [2]netip.AddrPort    // SIP source of each side
+	accepted  [2][]byte            // last SDP of each side that was part of a completed offer/answer
+	pending   map[string]*exchange // offer/answer exchanges in progress, by transaction
+	ended     bool
+}
+
+// exchange is one offer/answer in progress (RFC 3264): who sent the
+// request, and who offered (the requester, or with a request without SDP,
+// the responder in its 2xx, answered in the ACK). Glare makes two of them
+// live at once, so they are kept per transaction.
+type exchange struct {
+	requester relay.Leg
+	offerer   relay.Leg // LegUnknown until an offer is seen
+	offer     []byte
+}
+
+func txKey(method string, cseq uint32) string { return fmt.Sprint(method, " ", cseq) }
+
+func legIndex(l relay.Leg) int {
+	if l == relay.Callee {
+		return 1
+	}
+	return 0
+}
+
+// Lock and Unlock let the SIP layer hold a dialog across one event.
+func (d *Dialog) Lock()   { d.mu.Lock() }
+func (d *Dialog) Unlock() { d.mu.Unlock() }
+
+// Get finds a dialog by Call-ID and the caller's tag.
+func (m *Manager) Get(callID, fromTag string) (*Dialog, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.dialogs[key(callID, fromTag)]
+	return d, ok
+}
+
+// Find finds the dialog of an in-dialog request from either side.
+func (m *Manager) Find(callID, fromTag, toTag string) (*Dialog, relay.Leg, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if d, ok := m.dialogs[key(callID, fromTag)]; ok {
+		return d, relay.Caller, true
+	}
+	if d, ok := m.dialogs[key(callID, toTag)]; ok {
+		return d, relay.Callee, true
+	}
+	return nil, relay.LegUnknown, false
+}
+
+// Count is the number of live dialogs.
+func (m *Manager) Count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.dialogs)
+}
+
+// All lists the live dialogs.
+func (m *Manager) All() []*Dialog {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Dialog, 0, len(m.dialogs))
+	for _, d := range m.dialogs {
+		out = append(out, d)
+	}
+	return out
+}
+
+// InviteInfo is what the SIP layer knows of an initial INVITE.
+type InviteInfo struct {
+	CallID, FromTag string
+	FromURI, ToURI  string
+	Contact         string // caller's Contact URI as forwarded (alias added)
+	CSeq            uint32
+	SDP             []byte
+	Source          netip.AddrPort
+	// NAT: the caller's Contact or SDP address differs from its source, or
+	// is private (the SIP layer computes it).
+	NAT bool
+}
+
+// Begin creates the dialog of an initial INVITE and decides whether it is
+// engaged. A retransmitted INVITE finds the existing dialog.
+func (m *Manager) Begin(in InviteInfo) *Dialog {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := key(in.CallID, in.FromTag)
+	if d, ok := m.dialogs[k]; ok {
+		return d
+	}
+	d := &Dialog{
+		m: m, log: m.log.With("call_id", in.CallID), CallID: in.CallID, State: StateEarly, Created: time.Now(),
+		Caller:   Party{URI: in.FromURI, Tag: in.FromTag, Contact: in.Contact, CSeq: in.CSeq},
+		Callee:   Party{URI: in.ToURI},
+		flags:    [2]relay.LegFlags{m.cfg.Caller, m.cfg.Callee},
+		branches: map[string]bool{},
+		pending:  map[string]*exchange{},
+	}
+	d.src[0] = in.Source
+	switch m.cfg.Engage {
+	case EngageAlways:
+		d.Engaged = true
+	case EngageNAT:
+		d.Engaged = in.NAT
+	}
+	d.lateOffer = len(in.SDP) == 0
+	if d.lateOffer {
+		// The 2xx will offer, the ACK answer.
+		d.pending[txKey("INVITE", in.CSeq)] = &exchange{requester: relay.Caller}
+	}
+	m.dialogs[k] = d
+	d.log.Info("dialog started", "engaged", d.Engaged, "late_offer", d.lateOffer)
+	return d
+}
+
+func (d *Dialog) req(branch string, from relay.Leg, sdp []byte) *relay.Request {
+	src := d.src[0]
+	if from == relay.Callee {
+		src = d.src[1]
+	}
+	return &relay.Request{
+		Key:  relay.SessionKey{CallID: d.CallID, FromTag: d.Caller.Tag, ToTag: d.Callee.Tag, ViaBranch: branch},
+		From: from, SDP: sdp, Source: src, Caller: d.flags[0], Callee: d.flags[1],
+	}
+}
+
+// ErrNotEngaged: the dialog's media is not anchored.
+var ErrNotEngaged = errors.New("dialog not engaged")
+
+// OfferBranch rewrites the initial INVITE's SDP for one forked branch
+// (DESIGN: initial INVITE with SDP → Offer). Without SDP or engagement it
+// returns the body unchanged. Call with the dialog locked.
+func (d *Dialog) OfferBranch(ctx context.Context, branch string, sdp []byte) ([]byte, error) {
+	if !d.Engaged || len(sdp) == 0 {
+		return sdp, nil
+	}
+	rep, err := d.m.engine.Offer(ctx, d.req(branch, relay.Caller, sdp))
+	if err != nil {
+		return nil, err
+	}
+	if rep.Session != nil {
+		d.branches[branch] = true
+	}
+	return rep.SDP, nil
+}
+
+// BranchResponse handles a 18x/2xx with SDP from a branch of the initial
+// INVITE and returns the body to relay. With an offer in the INVITE the
+// SDP is the answer; without one, it is the callee's offer (late offer).
+func (d *Dialog) BranchResponse(ctx context.Context, branch string, code int, toTag string, src netip.AddrPort, sdp []byte) ([]byte, error) {
+	if d.State == StateConfirmed && code < 200 {
+		return sdp, nil // a late provisional: nothing to do
+	}
+	d.src[1] = src
+	if toTag != "" && d.Callee.Tag == "" {
+		d.Callee.Tag = toTag
+	}
+	if !d.Engaged || len(sdp) == 0 {
+		return sdp, nil
+	}
+	r := d.req(branch, relay.Callee, sdp)
+	var rep *relay.Reply
+	var err error
+	if d.lateOffer {
+		rep, err = d.m.engine.Offer(ctx, r)
+		if err == nil && code >= 200 {
+			for _, x := range d.pending {
+				x.offerer, x.offer = relay.Callee, sdp
+			}
+		}
+	} else {
+		rep, err = d.m.engine.Answer(ctx, r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rep.Session != nil {
+		d.branches[branch] = true
+		if code >= 200 {
+			d.session = rep.Session
+		}
+	}
+	return rep.SDP, nil
+}
+
+// BranchFailed frees a branch that got a final response ≥ 300, was
+// cancelled or timed out (DESIGN: final reply ≥ 300, CANCEL → Delete branch).
+func (d *Dialog) BranchFailed(ctx context.Context, branch string) {
+	if !d.branches[branch] {
+		return
+	}
+	delete(d.branches, branch)
+	if err := d.m.engine.Delete(ctx, d.req(branch, relay.Caller, nil)); err != nil {
+		d.log.Warn("relay delete failed", "branch", branch, "err", err)
+	}
+}
+
+// Confirm records the 2xx that set up the dialog: the answering branch,
+// the callee's tag and target, and the route sets both ways. Other
+// branches' sessions go.
+func (d *Dialog) Confirm(ctx context.Context, branch string, callee Party, callerRoutes []string, initialSDP []byte, answerSDP []byte) {
+	if d.State == StateConfirmed {
+		return
+	}
+	d.State = StateConfirmed
+	d.Answered = time.Now()
+	d.Branch = branch
+	d.Callee = callee
+	d.Caller.Routes = callerRoutes
+	if !d.lateOffer {
+		d.accepted = [2][]byte{initialSDP, answerSDP}
+	}
+	for b := range d.branches {
+		if b != branch {
+			d.BranchFailed(ctx, b)
+		}
+	}
+	if d.session != nil {
+		d.m.watch(d, d.session)
+	}
+	if lt := d.m.cfg.Lifetime; lt > 0 {
+		d.m.wg.Go(func() {
+			t := time.NewTimer(lt)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				d.m.terminate(d, "dialog lifetime reached")
+			case <-d.doneC():
+			}
+		})
+	}
+	d.log.Info("dialog confirmed", "branch", branch, "engaged", d.Engaged)
+}
+
+// Fail ends an early dialog whose INVITE got no 2xx. Call locked.
+func (d *Dialog) Fail(ctx context.Context, reason string) {
+	for b := range d.branches {
+		d.BranchFailed(ctx, b)
+	}
+	d.end(reason)
+}
+
+// Request handles an in-dialog request from side `from` (DESIGN:
+// re-INVITE/UPDATE with SDP → Offer; BYE → Delete the call). It returns the
+// body to forward.
+func (d *Dialog) Request(ctx context.Context, from relay.Leg, method string, cseq uint32, sdp []byte) ([]byte, error) {
+	p := &d.Caller
+	if from == relay.Callee {
+		p = &d.Callee
+	}
+	p.CSeq = max(p.CSeq, cseq)
+	if method == "BYE" {
+		d.end("BYE from " + from.String())
+		return sdp, nil
+	}
+	if method != "INVITE" && method != "UPDATE" {
+		return sdp, nil
+	}
+	x := &exchange{requester: from}
+	d.pending[txKey(method, cseq)] = x
+	if !d.Engaged || len(sdp) == 0 {
+		return sdp, nil
+	}
+	rep, err := d.m.engine.Offer(ctx, d.req(d.Branch, from, sdp))
+	if err != nil {
+		delete(d.pending, txKey(method, cseq))
+		return nil, err
+	}
+	x.offerer, x.offer = from, sdp
+	return rep.SDP, nil
+}
+
+// Response handles a response to an in-dialog re-INVITE/UPDATE. With the
+// offer in the request, SDP here is the answer; with none, a 2xx offers.
+// A failure puts the offerer's side back to its last accepted SDP, so the
+// media stays as it was (RFC 3261 §14.1).
+func (d *Dialog) Response(ctx context.Context, method string, cseq uint32, code int, sdp []byte) ([]byte, error) {
+	k := txKey(method, cseq)
+	x := d.pending[k]
+	if x == nil || code == 100 {
+		return sdp, nil
+	}
+	answerer := x.requester.Other()
+	if code >= 300 {
+		delete(d.pending, k)
+		if d.Engaged && x.offerer != relay.LegUnknown {
+			d.restore(ctx, x.offerer)
+		}
+		return sdp, nil
+	}
+	if !d.Engaged || len(sdp) == 0 {
+		if code >= 200 && x.offerer != relay.LegUnknown {
+			delete(d.pending, k) // no answer came: nothing changed
+			d.restore(ctx, x.offerer)
+		}
+		return sdp, nil
+	}
+	switch x.offerer {
+	case x.requester:
+		rep, err := d.m.engine.Answer(ctx, d.req(d.Branch, answerer, sdp))
+		if err != nil {
+			return nil, err
+		}
+		if code >= 200 {
+			d.accepted[legIndex(x.requester)], d.accepted[legIndex(answerer)] = x.offer, sdp
+			delete(d.pending, k)
+		}
+		return rep.SDP, nil
+	default: // no offer in the request: this one offers, the ACK answers
+		rep, err := d.m.engine.Offer(ctx, d.req(d.Branch, answerer, sdp))
+		if err != nil {
+			return nil, err
+		}
+		x.offerer, x.offer = answerer, sdp
+		return rep.SDP, nil
+	}
+}
+
+// Ack handles an ACK with SDP: the answer to an offer made in a 2xx (late
+// offer in the initial INVITE or in a re-INVITE without SDP).
+func (d *Dialog) Ack(ctx context.Context, from relay.Leg, cseq uint32, sdp []byte) ([]byte, error) {
+	k := txKey("INVITE", cseq)
+	x := d.pending[k]
+	if x == nil || x.offerer != from.Other() {
+		return sdp, nil
+	}
+	delete(d.pending, k)
+	if !d.Engaged || len(sdp) == 0 {
+		return sdp, nil
+	}
+	rep, err := d.m.engine.Answer(ctx, d.req(d.Branch, from, sdp))
+	if err != nil {
+		return nil, err
+	}
+	d.accepted[legIndex(from)], d.accepted[legIndex(x.offerer)] = sdp, x.offer
+	return rep.SDP, nil
+}
+
+// restore re-applies a side's last accepted SDP after its new offer failed.
+func (d *Dialog) restore(ctx context.Context, side relay.Leg) {
+	prev := d.accepted[legIndex(side)]
+	if prev == nil {
+		return
+	}
+	if _, err := d.m.engine.Offer(ctx, d.req(d.Branch, side, prev)); err != nil {
+		d.log.Warn("restoring media after a failed offer", "err", err)
+	}
+}
+
+func (d *Dialog) doneC() <-chan struct{} {
+	if d.session != nil {
+		return d.session.Done()
+	}
+	return nil
+}
+
+// watch ends the dialog when its relay session ends by itself.
+func (m *Manager) watch(d *Dialog, s relay.Session) {
+	m.wg.Go(func() {
+		<-s.Done()
+		if errors.Is(s.Err(), relay.ErrMediaTimeout) {
+			m.terminate(d, "media timeout")
+		}
+	})
+}
+
+// terminate ends a dialog from a timer or watcher (not locked): BYE to
+// both ends, then the relay session is deleted. Safe to call more than once.
+func (m *Manager) terminate(d *Dialog, reason string) {
+	d.mu.Lock()
+	if d.ended {
+		d.mu.Unlock()
+		return
+	}
+	d.ended = true
+	d.State = StateTerminated
+	e := Ending{CallID: d.CallID, Caller: d.Caller, Callee: d.Callee, Reason: reason}
+	d.mu.Unlock()
+	if m.end != nil && !e.Caller.unset() && !e.Callee.unset() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		m.end(ctx, e)
+		cancel()
+	}
+	m.finish(d, reason)
+}
+
+// end ends a dialog whose ending the SIP layer is already relaying (a
+// BYE). Call with the dialog locked.
+func (d *Dialog) end(reason string) {
+	if d.ended {
+		return
+	}
+	d.ended = true
+	d.State = StateTerminated
+	d.m.finish(d, reason)
+}
+
+// finish deletes the relay session and forgets the dialog.
+func (m *Manager) finish(d *Dialog, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if d.Engaged {
+		if err := m.engine.Delete(ctx, d.req("", relay.Caller, nil)); err != nil {
+			d.log.Warn("relay delete failed", "err", err)
+		}
+	}
+	m.remove(d)
+	d.log.Info("dialog ended", "reason", reason, "duration", time.Since(d.Created).Round(time.Millisecond))
+}
+
+func (p Party) unset() bool { return p.Contact == "" || p.Tag == "" }
+
+// Terminate ends a dialog from outside (API, shutdown): BYEs and delete.
+func (m *Manager) Terminate(d *Dialog, reason string) { m.terminate(d, reason) }
+
+func (m *Manager) remove(d *Dialog) {
+	m.mu.Lock()
+	if m.dialogs[key(d.CallID, d.Caller.Tag)] == d {
+		delete(m.dialogs, key(d.CallID, d.Caller.Tag))
+	}
+	m.mu.Unlock()
+}
+
+// Wait waits for background work (timers, BYEs in flight).
+func (m *Manager) Wait() { m.wg.Wait() }

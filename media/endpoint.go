@@ -1,0 +1,157 @@
+package media
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+)
+
+// endpoint is one relay socket facing one side of a stream: it receives
+// that side's packets and sends the other side's packets to it. Its reader
+// goroutine owns the buffer and is the only one to touch rtp stats; the
+// signalling side only stores hints and flags (atomics), so packets never
+// wait on a lock held by signalling.
+type endpoint struct {
+	conn  *net.UDPConn
+	port  int
+	rtp   bool // RTP socket (stats); false for RTCP
+	other *endpoint
+	sess  *Session
+
+	// peer is the latched source of this side; nil until the first packet.
+	peer atomic.Pointer[netip.AddrPort]
+	// hint is the address the side's SDP named: where to send before latching.
+	hint atomic.Pointer[netip.AddrPort]
+	// relatch lets the next packet move peer (set by a new offer/answer that
+	// changed this side's address).
+	relatch   atomic.Bool
+	symmetric atomic.Bool
+
+	pktsIn, bytesIn   atomic.Uint64
+	pktsOut, bytesOut atomic.Uint64
+	strangers         atomic.Uint64 // packets from a source other than the latched one
+	unsent            atomic.Uint64 // packets with nowhere to go yet
+	lastIn            atomic.Int64  // unix nanos of the last accepted packet
+	stats             rtpStats
+}
+
+// target is where packets for this side go: the latched source when the
+// side is symmetric and has sent, else its SDP address.
+func (e *endpoint) target() (netip.AddrPort, bool) {
+	if e.symmetric.Load() {
+		if p := e.peer.Load(); p != nil {
+			return *p, true
+		}
+	}
+	if h := e.hint.Load(); h != nil && h.Addr().IsValid() && !h.Addr().IsUnspecified() && h.Port() != 0 {
+		return *h, true
+	}
+	return netip.AddrPort{}, false
+}
+
+// run relays until the socket is closed.
+func (e *endpoint) run() {
+	buf := make([]byte, 2048)
+	for {
+		n, src, err := e.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue // e.g. ICMP port unreachable reported on a connected path
+		}
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		if !e.accept(src) {
+			e.strangers.Add(1)
+			continue
+		}
+		now := time.Now()
+		e.lastIn.Store(now.UnixNano())
+		e.pktsIn.Add(1)
+		e.bytesIn.Add(uint64(n))
+		if e.rtp {
+			e.stats.update(buf[:n], now)
+		}
+		dst, ok := e.other.target()
+		if !ok {
+			e.unsent.Add(1)
+			continue
+		}
+		if _, err := e.other.conn.WriteToUDPAddrPort(buf[:n], dst); err == nil {
+			e.other.pktsOut.Add(1)
+			e.other.bytesOut.Add(uint64(n))
+		}
+	}
+}
+
+// accept applies symmetric latching: the first packet (or the first after a
+// new offer/answer moved this side) fixes the source; packets from anywhere
+// else are strangers and dropped, so nobody can steal an established stream.
+// An asymmetric side sends to its SDP address and is accepted from anywhere.
+func (e *endpoint) accept(src netip.AddrPort) bool {
+	if !e.symmetric.Load() {
+		return true
+	}
+	p := e.peer.Load()
+	if p != nil && *p == src {
+		return true
+	}
+	if p == nil || e.relatch.Load() {
+		if e.peer.CompareAndSwap(p, &src) {
+			e.relatch.Store(false)
+			e.sess.latched(e, src, p)
+		}
+		return true
+	}
+	return false
+}
+
+// setHint records the address a new SDP names for this side; when it moved,
+// the next packet may re-latch.
+func (e *endpoint) setHint(a netip.AddrPort, symmetric bool) {
+	e.symmetric.Store(symmetric)
+	old := e.hint.Swap(&a)
+	if old != nil && *old != a && a.Addr().IsValid() && !a.Addr().IsUnspecified() {
+		e.relatch.Store(true)
+	}
+}
+
+// EndpointStats is what one relay socket saw of one side.
+type EndpointStats struct {
+	Port       int       `json:"port"`
+	SDPAddr    string    `json:"sdp_addr,omitempty"`  // where this side's SDP says it is
+	Latched    string    `json:"latched,omitempty"`   // where its packets really come from
+	PacketsIn  uint64    `json:"packets_in"`          // from this side
+	BytesIn    uint64    `json:"bytes_in"`            //
+	PacketsOut uint64    `json:"packets_out"`         // to this side
+	BytesOut   uint64    `json:"bytes_out"`           //
+	Strangers  uint64    `json:"strangers"`           // dropped: from an unlatched source
+	Unsent     uint64    `json:"unsent"`              // dropped: the other side's address unknown
+	Expected   int64     `json:"expected,omitempty"`  // RTP packets expected (RFC 3550 A.3)
+	Lost       int64     `json:"lost,omitempty"`      // RTP packets lost
+	JitterMS   float64   `json:"jitter_ms,omitempty"` // interarrival jitter (A.8)
+	LastPacket time.Time `json:"last_packet,omitzero"`
+}
+
+func (e *endpoint) snapshot() EndpointStats {
+	s := EndpointStats{
+		Port: e.port, PacketsIn: e.pktsIn.Load(), BytesIn: e.bytesIn.Load(),
+		PacketsOut: e.pktsOut.Load(), BytesOut: e.bytesOut.Load(),
+		Strangers: e.strangers.Load(), Unsent: e.unsent.Load(),
+	}
+	if h := e.hint.Load(); h != nil {
+		s.SDPAddr = h.String()
+	}
+	if p := e.peer.Load(); p != nil {
+		s.Latched = p.String()
+	}
+	if t := e.lastIn.Load(); t != 0 {
+		s.LastPacket = time.Unix(0, t)
+	}
+	if e.rtp {
+		s.Expected, s.Lost, s.JitterMS = e.stats.snapshot()
+	}
+	return s
+}

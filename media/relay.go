@@ -1,0 +1,417 @@
+package media
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Config is the builtin relay's configuration.
+type Config struct {
+	PortMin, PortMax int
+	Bind             netip.Addr // media sockets bind here (e.g. 0.0.0.0)
+	Advertise        netip.Addr // address written into rewritten SDP
+	// SetupTimeout ends a session that has had no media since it was
+	// answered; SessionTimeout one whose media stopped (rtpproxy -W / -T).
+	SetupTimeout, SessionTimeout time.Duration
+	// RingTimeout ends a session that was offered but never answered.
+	RingTimeout time.Duration
+	Log         *slog.Logger
+}
+
+// Side is one end of a relayed call.
+type Side uint8
+
+const (
+	SideUnknown Side = iota
+	SideA            // the caller (From-tag side)
+	SideB            // the callee
+)
+
+func (s Side) String() string {
+	switch s {
+	case SideA:
+		return "caller"
+	case SideB:
+		return "callee"
+	}
+	return "unknown"
+}
+
+// Relay owns the media port range and every relayed session. One sweeper
+// goroutine applies the timeouts once a second.
+type Relay struct {
+	cfg  Config
+	pool *portPool
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[string]*Session
+	closed   bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// NewRelay checks cfg and starts the sweeper; Close stops everything.
+func NewRelay(cfg Config) (*Relay, error) {
+	if cfg.PortMin < 1 || cfg.PortMax > 65535 || cfg.PortMax-cfg.PortMin < 1 {
+		return nil, fmt.Errorf("media ports %d..%d: %w", cfg.PortMin, cfg.PortMax, ErrNoPorts)
+	}
+	if !cfg.Bind.IsValid() {
+		cfg.Bind = netip.IPv4Unspecified()
+	}
+	if !cfg.Advertise.IsValid() {
+		return nil, fmt.Errorf("media: no address to advertise")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	r := &Relay{cfg: cfg, pool: newPortPool(cfg.Bind, cfg.PortMin, cfg.PortMax), log: cfg.Log,
+		sessions: map[string]*Session{}, stop: make(chan struct{})}
+	r.wg.Go(r.sweep)
+	return r, nil
+}
+
+// Advertise is the address put into rewritten SDP.
+func (r *Relay) Advertise() netip.Addr { return r.cfg.Advertise }
+
+// Open returns the session with id, creating it if needed.
+func (r *Relay) Open(id string) (*Session, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	if s, ok := r.sessions[id]; ok {
+		return s, nil
+	}
+	s := &Session{id: id, r: r, log: r.log.With("session", id), created: time.Now(), done: make(chan struct{})}
+	r.sessions[id] = s
+	return s, nil
+}
+
+// Get returns an existing session.
+func (r *Relay) Get(id string) (*Session, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.sessions[id]
+	return s, ok
+}
+
+// Delete ends a session and returns its final stats.
+func (r *Relay) Delete(id string) (*Stats, error) {
+	s, ok := r.Get(id)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", id, ErrNoSession)
+	}
+	return s.end(ErrDeleted), nil
+}
+
+// Sessions lists the live sessions.
+func (r *Relay) Sessions() []*Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Session, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b *Session) int { return a.created.Compare(b.created) })
+	return out
+}
+
+// Count is the number of live sessions.
+func (r *Relay) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.sessions)
+}
+
+// PortPairs reports the RTP/RTCP pairs in use and in the range.
+func (r *Relay) PortPairs() (used, total int) { return r.pool.inUse(), r.pool.pairs() }
+
+// Close ends every session and stops the sweeper.
+func (r *Relay) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	all := make([]*Session, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		all = append(all, s)
+	}
+	r.mu.Unlock()
+	for _, s := range all {
+		s.end(ErrClosed)
+	}
+	close(r.stop)
+	r.wg.Wait()
+	return nil
+}
+
+func (r *Relay) sweep() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case now := <-t.C:
+			for _, s := range r.Sessions() {
+				if why := s.expired(now); why != "" {
+					s.log.Info("media timeout", "why", why)
+					s.end(ErrMediaTimeout)
+				}
+			}
+		}
+	}
+}
+
+// Session is one relayed call leg pair: for each m= line a stream with an
+// RTP/RTCP port pair facing each side.
+type Session struct {
+	id  string
+	r   *Relay
+	log *slog.Logger
+
+	mu       sync.Mutex
+	streams  []*stream
+	created  time.Time
+	answered time.Time
+	ended    bool
+	err      error
+	done     chan struct{}
+}
+
+type stream struct {
+	a, b [2]*endpoint // [0] RTP, [1] RTCP; a faces the caller, b the callee
+}
+
+// ID is the session's key.
+func (s *Session) ID() string { return s.id }
+
+// Done is closed when the session ends; Err then says why.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err is nil while the session lives, then ErrDeleted, ErrMediaTimeout or ErrClosed.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Apply records an SDP (offer or answer) sent by side from and returns,
+// for each of its m= lines, the relay RTP port to write into it (the port
+// facing the other side, which will send there), or 0 for a rejected
+// stream. symmetric selects latching for from's side. An offer may add
+// streams; an answer may not.
+func (s *Session) Apply(from Side, info *SDPInfo, symmetric, answer bool) ([]int, error) {
+	if from != SideA && from != SideB {
+		return nil, fmt.Errorf("apply: side %v", from)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return nil, fmt.Errorf("%s: %w", s.id, s.err)
+	}
+	if answer && len(info.Streams) > len(s.streams) {
+		return nil, fmt.Errorf("answer has %d streams, offer had %d: %w", len(info.Streams), len(s.streams), ErrStreams)
+	}
+	ports := make([]int, len(info.Streams))
+	for i, si := range info.Streams {
+		if i >= len(s.streams) {
+			if si.Port == 0 {
+				s.streams = append(s.streams, nil)
+				continue
+			}
+			st, err := s.newStream()
+			if err != nil {
+				return nil, err
+			}
+			s.streams = append(s.streams, st)
+		}
+		st := s.streams[i]
+		if si.Port == 0 {
+			continue
+		}
+		if st == nil { // a stream rejected earlier and offered again
+			var err error
+			if st, err = s.newStream(); err != nil {
+				return nil, err
+			}
+			s.streams[i] = st
+		}
+		mine, theirs := st.a, st.b
+		if from == SideB {
+			mine, theirs = st.b, st.a
+		}
+		rtcpPort := si.RTCPPort
+		if si.RTCPMux || rtcpPort == 0 {
+			rtcpPort = si.Port
+		}
+		mine[0].setHint(netip.AddrPortFrom(si.Addr.Unmap(), uint16(si.Port)), symmetric)
+		mine[1].setHint(netip.AddrPortFrom(si.Addr.Unmap(), uint16(rtcpPort)), symmetric)
+		mine[0].stats.setClockRate(si.ClockRate)
+		ports[i] = theirs[0].port
+	}
+	if answer && s.answered.IsZero() {
+		s.answered = time.Now()
+	}
+	return ports, nil
+}
+
+// newStream allocates a port pair for each side and starts their readers.
+func (s *Session) newStream() (*stream, error) {
+	var eps [2][2]*endpoint
+	for side := range 2 {
+		rtp, rtcp, port, err := s.r.pool.alloc()
+		if err != nil {
+			if side == 1 {
+				s.closeEndpoints(eps[0][:])
+			}
+			s.log.Warn("media ports exhausted", "err", err)
+			return nil, err
+		}
+		eps[side][0] = &endpoint{conn: rtp, port: port, rtp: true, sess: s}
+		eps[side][1] = &endpoint{conn: rtcp, port: port + 1, sess: s}
+	}
+	st := &stream{a: eps[0], b: eps[1]}
+	for i := range 2 {
+		st.a[i].other, st.b[i].other = st.b[i], st.a[i]
+	}
+	for _, e := range st.all() {
+		e.symmetric.Store(true)
+		go e.run()
+	}
+	return st, nil
+}
+
+func (st *stream) all() []*endpoint { return []*endpoint{st.a[0], st.a[1], st.b[0], st.b[1]} }
+
+func (s *Session) closeEndpoints(eps []*endpoint) {
+	for i, e := range eps {
+		if e == nil {
+			continue
+		}
+		e.conn.Close()
+		if i == 0 {
+			s.r.pool.free(e.port)
+		}
+	}
+}
+
+// latched is called by a reader when its side's source is learnt or moves.
+func (s *Session) latched(e *endpoint, src netip.AddrPort, old *netip.AddrPort) {
+	kind := "rtcp"
+	if e.rtp {
+		kind = "rtp"
+	}
+	if old == nil {
+		s.log.Info("media latched", "port", e.port, "kind", kind, "source", src.String())
+	} else {
+		s.log.Info("media re-latched", "port", e.port, "kind", kind, "source", src.String(), "was", old.String())
+	}
+}
+
+// expired says why the session has timed out at now, or "".
+func (s *Session) expired(now time.Time) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return ""
+	}
+	cfg := s.r.cfg
+	var last int64
+	for _, st := range s.streams {
+		if st == nil {
+			continue
+		}
+		for _, e := range st.all() {
+			last = max(last, e.lastIn.Load())
+		}
+	}
+	lastT := time.Unix(0, last)
+	switch {
+	case s.answered.IsZero():
+		if cfg.RingTimeout > 0 && now.Sub(s.created) > cfg.RingTimeout {
+			return "offered but never answered"
+		}
+	case last == 0 || lastT.Before(s.answered):
+		if cfg.SetupTimeout > 0 && now.Sub(s.answered) > cfg.SetupTimeout {
+			return "no media since the answer"
+		}
+	default:
+		if cfg.SessionTimeout > 0 && now.Sub(lastT) > cfg.SessionTimeout {
+			return "media stopped"
+		}
+	}
+	return ""
+}
+
+// end closes the session's sockets, frees its ports and returns its stats.
+func (s *Session) end(why error) *Stats {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return s.Stats()
+	}
+	s.ended = true
+	s.err = why
+	streams := s.streams
+	s.mu.Unlock()
+	st := s.Stats()
+	for _, x := range streams {
+		if x != nil {
+			s.closeEndpoints(x.a[:])
+			s.closeEndpoints(x.b[:])
+		}
+	}
+	s.r.mu.Lock()
+	if s.r.sessions[s.id] == s {
+		delete(s.r.sessions, s.id)
+	}
+	s.r.mu.Unlock()
+	close(s.done)
+	st.Ended = time.Now()
+	s.log.Info("media session ended", "reason", why.Error(), "streams", len(streams))
+	return st
+}
+
+// Stats is a session's counters.
+type Stats struct {
+	ID       string        `json:"id"`
+	Created  time.Time     `json:"created"`
+	Answered time.Time     `json:"answered,omitzero"`
+	Ended    time.Time     `json:"ended,omitzero"`
+	Streams  []StreamStats `json:"streams"`
+}
+
+// StreamStats is one m= line: what each side sent and received.
+type StreamStats struct {
+	Index      int           `json:"index"`
+	Caller     EndpointStats `json:"caller"` // RTP socket facing the caller
+	Callee     EndpointStats `json:"callee"`
+	CallerRTCP EndpointStats `json:"caller_rtcp"`
+	CalleeRTCP EndpointStats `json:"callee_rtcp"`
+}
+
+// Stats reads the session's counters (safe while packets flow).
+func (s *Session) Stats() *Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := &Stats{ID: s.id, Created: s.created, Answered: s.answered}
+	for i, st := range s.streams {
+		if st == nil {
+			continue
+		}
+		out.Streams = append(out.Streams, StreamStats{Index: i,
+			Caller: st.a[0].snapshot(), Callee: st.b[0].snapshot(),
+			CallerRTCP: st.a[1].snapshot(), CalleeRTCP: st.b[1].snapshot()})
+	}
+	return out
+}

@@ -1,0 +1,125 @@
+package media
+
+import (
+	"encoding/binary"
+	"sync"
+	"time"
+)
+
+// rtpStats computes receive statistics of one RTP stream as RFC 3550
+// Appendix A.1 (sequence tracking, A.3 loss) and A.8 (interarrival jitter)
+// describe. The reader goroutine updates it; queries read a snapshot.
+type rtpStats struct {
+	mu sync.Mutex
+	d  rtpData
+}
+
+type rtpData struct {
+	started   bool
+	ssrc      uint32
+	baseSeq   uint32
+	maxSeq    uint16
+	cycles    uint32
+	received  uint64
+	transit   int64   // last relative transit time, in RTP units
+	jitter    float64 // in RTP timestamp units
+	clockRate uint32
+}
+
+// maxDropout and maxMisorder as in RFC 3550 A.1.
+const (
+	maxDropout  = 3000
+	maxMisorder = 100
+)
+
+// update takes one RTP packet (b is the whole datagram) that arrived at now.
+// Packets too short for an RTP header, or not version 2, are not counted.
+func (s *rtpStats) update(b []byte, now time.Time) {
+	// RFC 3550 §5.1: V(2) P X CC | M PT | sequence number | timestamp | SSRC.
+	if len(b) < 12 || b[0]>>6 != 2 {
+		return
+	}
+	pt := b[1] & 0x7f
+	if pt >= 72 && pt <= 76 { // RTCP multiplexed on the RTP port (RFC 5761 §4)
+		return
+	}
+	seq := binary.BigEndian.Uint16(b[2:4])
+	ts := binary.BigEndian.Uint32(b[4:8])
+	ssrc := binary.BigEndian.Uint32(b[8:12])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.d.update(seq, ts, ssrc, now)
+}
+
+func (s *rtpData) update(seq uint16, ts, ssrc uint32, now time.Time) {
+	if !s.started || ssrc != s.ssrc {
+		// A new source (first packet, or the UA restarted its stream).
+		*s = rtpData{started: true, ssrc: ssrc, baseSeq: uint32(seq), maxSeq: seq, clockRate: s.clockRate}
+		s.received = 1
+		s.transit = s.arrival(now) - int64(ts)
+		return
+	}
+	delta := seq - s.maxSeq
+	switch {
+	case delta < maxDropout:
+		if seq < s.maxSeq {
+			s.cycles += 1 << 16
+		}
+		s.maxSeq = seq
+	case delta <= 1<<16-maxMisorder:
+		// A very large jump: treat as a restart of the sequence.
+		s.baseSeq = uint32(seq)
+		s.maxSeq = seq
+		s.cycles = 0
+		s.received = 0
+	default:
+		// Duplicate or reordered packet: counted, no effect on max.
+	}
+	s.received++
+	// A.8: J += (|D| - J) / 16.
+	transit := s.arrival(now) - int64(ts)
+	d := transit - s.transit
+	s.transit = transit
+	if d < 0 {
+		d = -d
+	}
+	s.jitter += (float64(d) - s.jitter) / 16
+}
+
+func (s *rtpData) arrival(now time.Time) int64 {
+	rate := s.clockRate
+	if rate == 0 {
+		rate = 8000
+	}
+	return now.UnixNano() * int64(rate) / int64(time.Second)
+}
+
+func (s *rtpStats) setClockRate(r uint32) {
+	s.mu.Lock()
+	s.d.clockRate = r
+	s.mu.Unlock()
+}
+
+// snapshot returns packets expected and lost so far and the jitter in ms.
+func (s *rtpStats) snapshot() (expected, lost int64, jitterMS float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.d.snapshot()
+}
+
+func (s *rtpData) snapshot() (expected, lost int64, jitterMS float64) {
+	if !s.started {
+		return 0, 0, 0
+	}
+	ext := int64(s.cycles) + int64(s.maxSeq)
+	expected = ext - int64(s.baseSeq) + 1
+	lost = expected - int64(s.received)
+	if lost < 0 {
+		lost = 0 // duplicates
+	}
+	rate := s.clockRate
+	if rate == 0 {
+		rate = 8000
+	}
+	return expected, lost, s.jitter * 1000 / float64(rate)
+}

@@ -1,0 +1,101 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"sipanchor/media"
+)
+
+// Leg is one side of a call.
+type Leg uint8
+
+const (
+	LegUnknown Leg = iota
+	Caller         // the From-tag side of the initial INVITE
+	Callee
+)
+
+func (l Leg) String() string {
+	switch l {
+	case Caller:
+		return "caller"
+	case Callee:
+		return "callee"
+	}
+	return "unknown"
+}
+
+// Other is the opposite leg.
+func (l Leg) Other() Leg {
+	if l == Caller {
+		return Callee
+	}
+	return Caller
+}
+
+// SessionKey names a relay session as rtpproxy/rtpengine do: Call-ID and
+// From-tag name the call, To-tag and Via branch one forked branch of it.
+type SessionKey struct {
+	CallID, FromTag, ToTag, ViaBranch string
+}
+
+func (k SessionKey) String() string {
+	return fmt.Sprintf("%s;from-tag=%s;via-branch=%s", k.CallID, k.FromTag, k.ViaBranch)
+}
+
+// Request is one engine call.
+type Request struct {
+	Key    SessionKey
+	From   Leg            // who sent SDP
+	SDP    []byte         // the SDP as sent
+	Source netip.AddrPort // where the SIP message carrying it came from
+	Caller LegFlags
+	Callee LegFlags
+}
+
+// Reply is an engine's answer to Offer or Answer.
+type Reply struct {
+	SDP     []byte  // rewritten SDP to forward
+	Session Session // nil when the engine chose not to relay (loop-protect)
+}
+
+// Session is what a dialog keeps once engaged.
+type Session interface {
+	Key() SessionKey
+	Done() <-chan struct{} // closed when the engine ends the session
+	Err() error            // why: ErrMediaTimeout, ...
+}
+
+// Stats are a session's counters.
+type Stats = media.Stats
+
+// Engine is a media relay driven by the dialog layer. The dialog layer
+// calls Offer for each SDP offer (initial INVITE, re-INVITE, UPDATE, late
+// offer in a 2xx), Answer for the matching answer, and Delete when a
+// branch fails or the call ends. Errors that decide a SIP reply are
+// *SDPError (488) or wrap ErrNoPorts (503).
+type Engine interface {
+	Offer(ctx context.Context, r *Request) (*Reply, error)
+	Answer(ctx context.Context, r *Request) (*Reply, error)
+	// Delete ends one branch (Key.ViaBranch set) or the whole call.
+	Delete(ctx context.Context, r *Request) error
+	Query(ctx context.Context, k SessionKey) (*Stats, error)
+}
+
+var (
+	// ErrMediaTimeout: the session ended because its media stopped.
+	ErrMediaTimeout = media.ErrMediaTimeout
+	// ErrNoPorts: no media ports left; the INVITE gets 503.
+	ErrNoPorts = media.ErrNoPorts
+	// ErrNoSession: the key names no session.
+	ErrNoSession = errors.New("no relay session")
+)
+
+// SDPError is an SDP the engine cannot relay; it decides a 488.
+type SDPError struct{ Err error }
+
+func (e *SDPError) Error() string { return "sdp: " + e.Err.Error() }
+func (e *SDPError) Unwrap() error { return e.Err }

@@ -38,15 +38,19 @@ type endpoint struct {
 }
 
 // target is where packets for this side go: the latched source when the
-// side is symmetric and has sent, else its SDP address.
+// side is symmetric and has sent, else its SDP address. After an offer or
+// answer that moved the side, its new SDP address until it sends from
+// there: the old address is where it was, not where it is.
 func (e *endpoint) target() (netip.AddrPort, bool) {
-	if e.symmetric.Load() {
-		if p := e.peer.Load(); p != nil {
-			return *p, true
-		}
+	p := e.peer.Load()
+	if e.symmetric.Load() && p != nil && !e.relatch.Load() {
+		return *p, true
 	}
 	if h := e.hint.Load(); h != nil && h.Addr().IsValid() && !h.Addr().IsUnspecified() && h.Port() != 0 {
 		return *h, true
+	}
+	if e.symmetric.Load() && p != nil {
+		return *p, true // moved to an address we cannot use (hold): keep the latch
 	}
 	return netip.AddrPort{}, false
 }

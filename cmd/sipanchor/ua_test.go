@@ -320,6 +320,12 @@ func (d *dlg) confirmed(res *sip.Response) {
 // request sends an in-dialog request (ACK keeps the INVITE's CSeq).
 func (u *ua) request(d *dlg, method string) {
 	u.t.Helper()
+	u.requestBody(d, method, "")
+}
+
+// requestBody is request with an SDP body (none when body is empty).
+func (u *ua) requestBody(d *dlg, method, body string) {
+	u.t.Helper()
 	if method != "ACK" {
 		d.cseq++
 	}
@@ -334,8 +340,16 @@ Max-Forwards: 70
 To: <%[7]s>;tag=%[8]s
 Call-ID: %[9]s
 CSeq: %[10]d %[1]s
+%[11]s
 
-`, method, d.target, u.via(randTag()), routes.String(), d.local, d.localTag, d.peer, d.remote, d.callID, d.cseq))
+%[12]s`, method, d.target, u.via(randTag()), routes.String(), d.local, d.localTag, d.peer, d.remote, d.callID, d.cseq, contentType(body), body))
+}
+
+func contentType(body string) string {
+	if body == "" {
+		return "X-No-Body: 1"
+	}
+	return "Content-Type: application/sdp"
 }
 
 // okTo answers an incoming request 200.

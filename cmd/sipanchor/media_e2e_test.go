@@ -341,3 +341,45 @@ func TestMediaTimeoutSendsBYEToBothEnds(t *testing.T) {
 		t.Error("relay ports still bound after the media timeout")
 	}
 }
+
+func TestMediaPortsExhausted503(t *testing.T) {
+	// Two port pairs: one call (a pair for each side of its stream).
+	p := startProxy(t, "[media]\nport_min = 31000\nport_max = 31003\n")
+	c := setupAnchoredCall(t, p)
+	carol := newUA(t, "carol", "127.0.0.4", p, "")
+	carol.register(600)
+	cRTP := newRTP(t, "127.0.0.5")
+	c.alice.inviteSDP("sip:carol@example.test", sdpWith(cRTP.port(), ""))
+	res := c.alice.recv("final", isFinal("INVITE")).(*sip.Response)
+	if res.StatusCode != 503 {
+		t.Fatalf("INVITE with no media ports left: %d %s, want 503", res.StatusCode, res.Reason)
+	}
+	carol.quiet("INVITE", 200*time.Millisecond, isRequest("INVITE"))
+	if len(p.logLines("media ports exhausted")) == 0 {
+		t.Error("no log line says the ports ran out")
+	}
+	// The first call still works, and once it ends the ports are free again.
+	c.twoWay(t, 'a')
+	c.alice.request(c.dc, "BYE")
+	c.bob.okTo(c.bob.recv("BYE", isRequest("BYE")))
+	c.alice.recv("200 to BYE", isResponse(200, "BYE"))
+	dc := c.alice.inviteSDP("sip:carol@example.test", sdpWith(cRTP.port(), ""))
+	inv := carol.recv("INVITE after the ports came back", isRequest("INVITE")).(*sip.Request)
+	carol.answerSDP(inv, "c1", sdpWith(cRTP.port(), ""))
+	dc.confirmed(c.alice.recv("200", isResponse(200, "INVITE")).(*sip.Response))
+}
+
+func TestDialogLifetimeEndsCall(t *testing.T) {
+	p := startProxy(t, "[relay]\nlifetime = \"1s\"\n")
+	c := setupAnchoredCall(t, p)
+	c.twoWay(t, 'a')
+	c.alice.okTo(c.alice.recv("BYE", isRequest("BYE")))
+	c.bob.okTo(c.bob.recv("BYE", isRequest("BYE")))
+	time.Sleep(200 * time.Millisecond)
+	if relayPortsOpen(t, c.toAlice, c.toBob) != 0 {
+		t.Error("relay ports still bound after the lifetime ended the call")
+	}
+	if len(p.logLines("dialog lifetime reached")) == 0 {
+		t.Error("no log line for the lifetime")
+	}
+}

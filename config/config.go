@@ -55,6 +55,7 @@ type SIP struct {
 	Advertise    string   `toml:"advertise"`
 	Domains      []string `toml:"domains"`
 	DefaultRoute string   `toml:"default_route"`
+	T1           Duration `toml:"t1"`
 }
 
 // Registrar is the [registrar] table.

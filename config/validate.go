@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -163,6 +164,10 @@ func (c *Config) validate(lines positions, file string) error {
 		if err := CheckSIPURI(c.SIP.DefaultRoute); err != nil {
 			bad("sip.default_route", "%v", err)
 		}
+	}
+
+	if t1 := c.SIP.T1.Duration; t1 < 10*time.Millisecond || t1 > 10*time.Second {
+		bad("sip.t1", "must be 10ms..10s, got %s", t1)
 	}
 
 	r := c.Registrar

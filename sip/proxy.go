@@ -105,6 +105,10 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		p.reg.auth = a
 	}
 
+	// sipgo's timers are package-wide: one proxy per process sets them.
+	t1 := cfg.SIP.T1.Duration
+	sip.SetTimers(t1, 8*t1, 10*t1)
+
 	ls, err := bind(cfg.Listeners, cfg.SIP.Advertise)
 	if err != nil {
 		return nil, err

@@ -5,18 +5,28 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"os"
+	"runtime"
 	"time"
 
 	"sipanchor/config"
+	"sipanchor/dialog"
+	"sipanchor/media"
 	"sipanchor/sip"
 )
 
 // newAPI is the HTTP control API under /api/v1. JSON in and out; errors
 // are {"error": "..."} with a 4xx/5xx status.
-func newAPI(cfg *config.Config, p *sip.Proxy, log *slog.Logger) http.Handler {
+func newAPI(cfg *config.Config, p *sip.Proxy, rl *media.Relay, dialogs *dialog.Manager, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/health", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "version": version, "listen": p.Addrs()})
+		used, total := rl.PortPairs()
+		writeJSON(w, http.StatusOK, map[string]any{
+			"status": "ok", "version": version, "listen": p.Addrs(),
+			"dialogs": dialogs.Count(), "relay_sessions": rl.Count(),
+			"port_pairs_used": used, "port_pairs_total": total,
+			"goroutines": runtime.NumGoroutine(), "open_files": openFiles(),
+		})
 	})
 	mux.HandleFunc("GET /api/v1/registrations", func(w http.ResponseWriter, r *http.Request) {
 		now := time.Now()
@@ -39,6 +49,15 @@ func newAPI(cfg *config.Config, p *sip.Proxy, log *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
 	return withToken(cfg.API.Token, mux)
+}
+
+// openFiles counts this process's open file descriptors (Linux), -1 if unknown.
+func openFiles() int {
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	return len(es)
 }
 
 // withToken requires "Authorization: Bearer TOKEN" when a token is set.

@@ -89,7 +89,7 @@ func (s *syncBuffer) String() string {
 }
 
 // proxyConfig is the config the tests run with; extra is appended TOML.
-func proxyConfig(dir string, port, apiPort int, extra string) string {
+func proxyConfig(dir string, port, apiPort int, sipExtra, extra string) string {
 	// Short expiries for the tests, unless the test sets its own.
 	registrar := "\n[registrar]\nmin_expires = 1\n"
 	if strings.Contains(extra, "[registrar]") {
@@ -98,6 +98,7 @@ func proxyConfig(dir string, port, apiPort int, extra string) string {
 	return fmt.Sprintf(`[sip]
 listen = ["udp:127.0.0.1:%[1]d", "tcp:127.0.0.1:%[1]d"]
 domains = ["example.test"]
+%[6]s
 %[5]s
 [store]
 path = %[2]q
@@ -107,7 +108,7 @@ listen = "127.0.0.1:%[3]d"
 
 [log]
 level = "debug"
-%[4]s`, port, filepath.Join(dir, "sipanchor.db"), apiPort, extra, registrar)
+%[4]s`, port, filepath.Join(dir, "sipanchor.db"), apiPort, extra, registrar, sipExtra)
 }
 
 // startProxy runs sipanchor with proxyConfig(extra) and waits until it
@@ -117,15 +118,26 @@ func startProxy(t *testing.T, extra string) *proxy {
 	return startProxyOnPort(t, freePort(t), extra)
 }
 
+// startProxySIP is startProxy with more keys in the [sip] table.
+func startProxySIP(t *testing.T, sipExtra, extra string) *proxy {
+	t.Helper()
+	return startProxyFull(t, freePort(t), sipExtra, extra)
+}
+
 // startProxyOnPort is startProxy with the SIP port chosen by the caller.
 func startProxyOnPort(t *testing.T, port int, extra string) *proxy {
+	t.Helper()
+	return startProxyFull(t, port, "", extra)
+}
+
+func startProxyFull(t *testing.T, port int, sipExtra, extra string) *proxy {
 	t.Helper()
 	dir := t.TempDir()
 	p := &proxy{t: t, dir: dir, port: port}
 	apiPort := freePort(t)
 	p.api = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 	p.cfgPath = filepath.Join(dir, "sipanchor.toml")
-	if err := os.WriteFile(p.cfgPath, []byte(proxyConfig(dir, p.port, apiPort, extra)), 0o644); err != nil {
+	if err := os.WriteFile(p.cfgPath, []byte(proxyConfig(dir, p.port, apiPort, sipExtra, extra)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p.start()

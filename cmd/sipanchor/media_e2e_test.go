@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -382,4 +384,81 @@ func TestDialogLifetimeEndsCall(t *testing.T) {
 	if len(p.logLines("dialog lifetime reached")) == 0 {
 		t.Error("no log line for the lifetime")
 	}
+}
+
+// health reads GET /api/v1/health.
+func (p *proxy) health() map[string]float64 {
+	p.t.Helper()
+	resp, err := http.Get(p.api + "/api/v1/health")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var raw map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
+		p.t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for k, v := range raw {
+		if f, ok := v.(float64); ok {
+			out[k] = f
+		}
+	}
+	return out
+}
+
+// TestThousandCallsLeaveNothingBehind: after 1,000 sequential anchored
+// calls with RTP both ways, no dialog, relay session, port, socket or
+// goroutine is left. T1 is shortened so that sipgo's transaction timers
+// (64*T1) run out within the test.
+func TestThousandCallsLeaveNothingBehind(t *testing.T) {
+	p := startProxySIP(t, "t1 = \"40ms\"", "")
+	alice := newUA(t, "alice", "127.0.0.2", p, "192.168.1.60")
+	bob := newUA(t, "bob", "127.0.0.3", p, "192.168.1.50")
+	bob.register(3600)
+	aRTP, bRTP := newRTP(t, "127.0.0.2"), newRTP(t, "127.0.0.3")
+	// One call first, so that lazily started goroutines exist in the baseline.
+	oneCall := func(i int) {
+		dc := alice.inviteSDP("sip:bob@example.test", sdpWith(aRTP.port(), ""))
+		inv := bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+		toBob := mediaOf(t, inv.Body())
+		bob.answerSDP(inv, fmt.Sprint("b", i), sdpWith(bRTP.port(), ""))
+		ok := alice.recv("200", isResponse(200, "INVITE")).(*sip.Response)
+		dc.confirmed(ok)
+		alice.request(dc, "ACK")
+		bob.recv("ACK", isRequest("ACK"))
+		m := byte('a' + i%20)
+		aRTP.sendTo(mediaOf(t, ok.Body()), m)
+		bRTP.sendTo(toBob, m)
+		aRTP.recv(m)
+		alice.request(dc, "BYE")
+		bob.okTo(bob.recv("BYE", isRequest("BYE")))
+		alice.recv("200 to BYE", isResponse(200, "BYE"))
+	}
+	oneCall(0)
+	time.Sleep(2 * time.Second)
+	before := p.health()
+	for i := 1; i <= 1000; i++ {
+		oneCall(i)
+	}
+	var after map[string]float64
+	for range 50 { // transactions linger for 64*T1 = 2.6 s, T4 = 0.4 s
+		time.Sleep(200 * time.Millisecond)
+		after = p.health()
+		if after["goroutines"] <= before["goroutines"]+2 && after["open_files"] <= before["open_files"] {
+			break
+		}
+	}
+	for _, k := range []string{"dialogs", "relay_sessions", "port_pairs_used"} {
+		if after[k] != 0 {
+			t.Errorf("%s = %v after all calls ended", k, after[k])
+		}
+	}
+	if after["goroutines"] > before["goroutines"]+2 {
+		t.Errorf("goroutines %v → %v: leaked", before["goroutines"], after["goroutines"])
+	}
+	if after["open_files"] > before["open_files"] {
+		t.Errorf("open files %v → %v: sockets leaked", before["open_files"], after["open_files"])
+	}
+	t.Logf("before %v\nafter %v", before, after)
 }

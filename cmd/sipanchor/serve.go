@@ -163,7 +163,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			_ = p.Serve(cancelled) // releases the SIP sockets
 			return fmt.Errorf("api listen: %w", err)
 		}
-		api = &http.Server{Handler: newAPI(cfg, p, log), ReadHeaderTimeout: 5 * time.Second}
+		api = &http.Server{Handler: newAPI(cfg, p, rl, dialogs, log), ReadHeaderTimeout: 5 * time.Second}
 		log.Info("api listening", "addr", ln.Addr().String())
 		go func() {
 			if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

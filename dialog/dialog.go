@@ -9,6 +9,7 @@ package dialog
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -71,6 +72,9 @@ type Config struct {
 	Callee   relay.LegFlags // like $rtp_relay_peer
 	Lifetime time.Duration  // a dialog is ended after this long; 0 = no limit
 	Log      *slog.Logger
+	// DB keeps confirmed dialogs across restarts and the call records;
+	// nil keeps nothing.
+	DB *sql.DB
 }
 
 // Party is one end of a dialog as the proxy saw it: what is needed to send
@@ -105,7 +109,8 @@ type Manager struct {
 	wg      sync.WaitGroup
 }
 
-// NewManager builds a dialog layer driving engine.
+// NewManager builds a dialog layer driving engine; Load then restores the
+// dialogs saved in cfg.DB.
 func NewManager(engine relay.Engine, cfg Config) *Manager {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -373,6 +378,7 @@ func (d *Dialog) Confirm(ctx context.Context, branch string, callee Party, calle
 			}
 		})
 	}
+	d.m.persist(d)
 	d.log.Info("dialog confirmed", "branch", branch, "engaged", d.Engaged)
 }
 
@@ -398,6 +404,7 @@ func (d *Dialog) Request(ctx context.Context, from relay.Leg, method string, cse
 		return sdp, nil
 	}
 	if method != "INVITE" && method != "UPDATE" {
+		d.m.persist(d)
 		return sdp, nil
 	}
 	x := &exchange{requester: from}
@@ -448,6 +455,7 @@ func (d *Dialog) Response(ctx context.Context, method string, cseq uint32, code 
 		if code >= 200 {
 			d.accepted[legIndex(x.requester)], d.accepted[legIndex(answerer)] = x.offer, sdp
 			delete(d.pending, k)
+			d.m.persist(d)
 		}
 		return rep.SDP, nil
 	default: // no offer in the request: this one offers, the ACK answers
@@ -477,6 +485,7 @@ func (d *Dialog) Ack(ctx context.Context, from relay.Leg, cseq uint32, sdp []byt
 		return nil, err
 	}
 	d.accepted[legIndex(from)], d.accepted[legIndex(x.offerer)] = sdp, x.offer
+	d.m.persist(d)
 	return rep.SDP, nil
 }
 
@@ -539,15 +548,21 @@ func (d *Dialog) end(reason string) {
 	d.m.finish(d, reason)
 }
 
-// finish deletes the relay session and forgets the dialog.
+// finish deletes the relay session, writes the call record and forgets
+// the dialog.
 func (m *Manager) finish(d *Dialog, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	var stats *relay.Stats
 	if d.Engaged {
+		if d.Branch != "" {
+			stats, _ = m.engine.Query(ctx, d.req(d.Branch, relay.Caller, nil).Key)
+		}
 		if err := m.engine.Delete(ctx, d.req("", relay.Caller, nil)); err != nil {
 			d.log.Warn("relay delete failed", "err", err)
 		}
 	}
+	m.recordCall(d, reason, stats)
 	m.remove(d)
 	d.log.Info("dialog ended", "reason", reason, "duration", time.Since(d.Created).Round(time.Millisecond))
 }

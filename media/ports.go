@@ -65,6 +65,27 @@ func (p *portPool) alloc() (rtp, rtcp *net.UDPConn, port int, err error) {
 	return nil, nil, 0, fmt.Errorf("%d..%d on %s: %w", p.min, p.max, p.bind, ErrNoPorts)
 }
 
+// allocExact binds one given pair (to restore a session on its ports).
+func (p *portPool) allocExact(port int) (rtp, rtcp *net.UDPConn, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if port < p.min || port+1 > p.max || port%2 != 0 {
+		return nil, nil, fmt.Errorf("port %d is outside %d..%d", port, p.min, p.max)
+	}
+	if p.used[port] {
+		return nil, nil, fmt.Errorf("port %d is in use", port)
+	}
+	if rtp, err = listenUDP(p.bind, port); err != nil {
+		return nil, nil, err
+	}
+	if rtcp, err = listenUDP(p.bind, port+1); err != nil {
+		rtp.Close()
+		return nil, nil, err
+	}
+	p.used[port] = true
+	return rtp, rtcp, nil
+}
+
 func (p *portPool) free(port int) {
 	p.mu.Lock()
 	delete(p.used, port)

@@ -323,3 +323,36 @@ func TestRTPStatsLoss(t *testing.T) {
 		t.Errorf("junk counted: expected %d", e)
 	}
 }
+
+func TestRestoreKeepsPortsAndLatches(t *testing.T) {
+	r := newTestRelay(t, 4, nil)
+	s, portA, portB := call(t, r)
+	caller, callee := udp(t, "127.0.0.2"), udp(t, "127.0.0.3")
+	send(t, caller, portA, rtpPacket(t, 1, 'a'))
+	waitLatched(t, s, true)
+	send(t, callee, portB, rtpPacket(t, 1, 'b'))
+	expect(t, caller, 1, portA)
+	st := s.State()
+	r.Close() // the process stops
+
+	r2, err := NewRelay(r.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	s2, err := r2.Restore("call-1", st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both sides keep sending where they did, and are reached where they were.
+	send(t, callee, portB, rtpPacket(t, 2, 'b'))
+	expect(t, caller, 2, portA)
+	send(t, caller, portA, rtpPacket(t, 2, 'a'))
+	expect(t, callee, 2, portB)
+	if used, _ := r2.PortPairs(); used != 2 {
+		t.Errorf("%d pairs after restore, want 2", used)
+	}
+	if got := s2.State(); len(got.Streams) != 1 || got.Streams[0].Caller.Port != portA || got.Streams[0].Callee.Port != portB {
+		t.Errorf("restored state %+v", got)
+	}
+}

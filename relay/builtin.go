@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -183,4 +184,37 @@ func KeyOf(id string) SessionKey {
 		p = append(p, "")
 	}
 	return SessionKey{CallID: p[0], FromTag: p[1], ViaBranch: p[2]}
+}
+
+var _ Persister = (*Builtin)(nil)
+
+// Export is a branch's media state (ports, hints, latches) as JSON.
+func (b *Builtin) Export(ctx context.Context, k SessionKey) ([]byte, error) {
+	s, ok := b.relay.Get(sessionID(k))
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", k, ErrNoSession)
+	}
+	return json.Marshal(s.State())
+}
+
+// Import rebuilds an exported session on its old ports.
+func (b *Builtin) Import(ctx context.Context, k SessionKey, state []byte) (Session, error) {
+	var st media.SessionState
+	if err := json.Unmarshal(state, &st); err != nil {
+		return nil, fmt.Errorf("media state of %s: %w", k, err)
+	}
+	id := sessionID(k)
+	s, err := b.relay.Restore(id, st)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	c := b.calls[callID(k)]
+	if c == nil {
+		c = map[string]bool{}
+		b.calls[callID(k)] = c
+	}
+	c[id] = true
+	b.mu.Unlock()
+	return builtinSession{Session: s, key: k}, nil
 }

@@ -99,3 +99,11 @@ type SDPError struct{ Err error }
 
 func (e *SDPError) Error() string { return "sdp: " + e.Err.Error() }
 func (e *SDPError) Unwrap() error { return e.Err }
+
+// Persister is an Engine whose sessions can be saved with their dialog and
+// rebuilt after a restart (the builtin engine: same ports, same latches).
+// Engines whose sessions outlive sipanchor (rtpengine) need not implement it.
+type Persister interface {
+	Export(ctx context.Context, k SessionKey) ([]byte, error)
+	Import(ctx context.Context, k SessionKey, state []byte) (Session, error)
+}

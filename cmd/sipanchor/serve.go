@@ -49,7 +49,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 
 // newMedia builds the builtin relay and the dialog layer from [media] and
 // [relay]. Relay flags are checked here and reported like config errors.
-func newMedia(cfg *config.Config, log *slog.Logger) (*media.Relay, *dialog.Manager, error) {
+func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger) (*media.Relay, *dialog.Manager, error) {
 	caller, err := relay.ParseFlags(cfg.Relay.CallerFlags)
 	if err != nil {
 		return nil, nil, cfg.KeyError("relay.caller_flags", err)
@@ -75,7 +75,7 @@ func newMedia(cfg *config.Config, log *slog.Logger) (*media.Relay, *dialog.Manag
 		return nil, nil, err
 	}
 	d := dialog.NewManager(relay.NewBuiltin(rl), dialog.Config{
-		Engage: engage, Caller: caller, Callee: callee, Lifetime: cfg.Relay.Lifetime.Duration, Log: log,
+		Engage: engage, Caller: caller, Callee: callee, Lifetime: cfg.Relay.Lifetime.Duration, Log: log, DB: db,
 	})
 	return rl, d, nil
 }
@@ -145,11 +145,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-	rl, dialogs, err := newMedia(cfg, log)
+	rl, dialogs, err := newMedia(cfg, db, log)
 	if err != nil {
 		return err
 	}
 	defer rl.Close()
+	if _, err := dialogs.Load(ctx); err != nil {
+		return fmt.Errorf("restoring dialogs: %w", err)
+	}
 	p, err := sip.New(ctx, sip.Options{Config: cfg, DB: db, Log: log, Dialogs: dialogs})
 	if err != nil {
 		return err

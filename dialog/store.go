@@ -1,0 +1,179 @@
+package dialog
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"sipanchor/relay"
+)
+
+// The dialog layer keeps two tables in the shared SQLite file:
+//   - dialogs: each confirmed dialog, rewritten when its state changes, so
+//     that after a restart its BYE still frees the relay and sipanchor can
+//     still end it (media timeout, API) with well-formed BYEs;
+//   - calls: one call record per ended dialog, with its media totals.
+const schema = `
+CREATE TABLE IF NOT EXISTS dialogs (
+	call_id  TEXT NOT NULL,
+	from_tag TEXT NOT NULL,
+	data     TEXT NOT NULL, -- JSON: parties, branch, flags, accepted SDPs, engine state
+	PRIMARY KEY (call_id, from_tag)
+);
+CREATE TABLE IF NOT EXISTS calls (
+	id       INTEGER PRIMARY KEY,
+	call_id  TEXT    NOT NULL,
+	from_tag TEXT    NOT NULL,
+	caller   TEXT    NOT NULL,
+	callee   TEXT    NOT NULL,
+	started  INTEGER NOT NULL, -- unix milliseconds
+	answered INTEGER,          -- unix milliseconds, NULL if never answered
+	ended    INTEGER NOT NULL,
+	reason   TEXT    NOT NULL,
+	engaged  INTEGER NOT NULL,
+	media    TEXT              -- JSON: per-stream, per-leg packet/byte/loss/jitter totals
+)`
+
+// record is a dialog as stored.
+type record struct {
+	CallID   string            `json:"call_id"`
+	Caller   Party             `json:"caller"`
+	Callee   Party             `json:"callee"`
+	Branch   string            `json:"branch"`
+	Engaged  bool              `json:"engaged"`
+	Created  time.Time         `json:"created"`
+	Answered time.Time         `json:"answered"`
+	Flags    [2]relay.LegFlags `json:"flags"`
+	Accepted [2][]byte         `json:"accepted"`
+	Media    json.RawMessage   `json:"media,omitempty"`
+}
+
+// InitStore creates the tables if needed.
+func InitStore(ctx context.Context, db *sql.DB) error {
+	_, err := db.ExecContext(ctx, schema)
+	return err
+}
+
+// persist writes a confirmed dialog. Call with the dialog locked.
+func (m *Manager) persist(d *Dialog) {
+	if m.cfg.DB == nil || d.State != StateConfirmed || d.ended {
+		return
+	}
+	rec := record{CallID: d.CallID, Caller: d.Caller, Callee: d.Callee, Branch: d.Branch, Engaged: d.Engaged,
+		Created: d.Created, Answered: d.Answered, Flags: d.flags, Accepted: d.accepted}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if p, ok := m.engine.(relay.Persister); ok && d.Engaged && d.session != nil {
+		if st, err := p.Export(ctx, d.req(d.Branch, relay.Caller, nil).Key); err == nil {
+			rec.Media = st
+		}
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		d.log.Error("dialog not saved", "err", err)
+		return
+	}
+	if _, err := m.cfg.DB.ExecContext(ctx, `INSERT OR REPLACE INTO dialogs (call_id, from_tag, data) VALUES (?, ?, ?)`,
+		d.CallID, d.Caller.Tag, string(data)); err != nil {
+		d.log.Error("dialog not saved", "err", err)
+	}
+}
+
+// Load restores the dialogs saved before a restart, with their relay
+// sessions where the engine can rebuild them. It returns how many.
+func (m *Manager) Load(ctx context.Context) (int, error) {
+	if m.cfg.DB == nil {
+		return 0, nil
+	}
+	if err := InitStore(ctx, m.cfg.DB); err != nil {
+		return 0, fmt.Errorf("dialog tables: %w", err)
+	}
+	rows, err := m.cfg.DB.QueryContext(ctx, `SELECT data FROM dialogs`)
+	if err != nil {
+		return 0, err
+	}
+	var recs []record
+	for rows.Next() {
+		var data string
+		if err := rows.Scan(&data); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		var rec record
+		if err := json.Unmarshal([]byte(data), &rec); err != nil {
+			m.log.Warn("unreadable saved dialog skipped", "err", err)
+			continue
+		}
+		recs = append(recs, rec)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, rec := range recs {
+		d := &Dialog{
+			m: m, log: m.log.With("call_id", rec.CallID), CallID: rec.CallID, State: StateConfirmed, Engaged: rec.Engaged,
+			Caller: rec.Caller, Callee: rec.Callee, Branch: rec.Branch, Created: rec.Created, Answered: rec.Answered,
+			flags: rec.Flags, accepted: rec.Accepted, branches: map[string]bool{}, pending: map[string]*exchange{},
+		}
+		if p, ok := m.engine.(relay.Persister); ok && rec.Engaged && len(rec.Media) > 0 {
+			s, err := p.Import(ctx, d.req(d.Branch, relay.Caller, nil).Key, rec.Media)
+			if err != nil {
+				d.log.Warn("relay session not restored", "err", err)
+			} else {
+				d.session = s
+				d.branches[d.Branch] = true
+				m.watch(d, s)
+			}
+		}
+		m.mu.Lock()
+		m.dialogs[key(d.CallID, d.Caller.Tag)] = d
+		m.mu.Unlock()
+		n++
+	}
+	if n > 0 {
+		m.log.Info("dialogs restored", "dialogs", n)
+	}
+	return n, nil
+}
+
+// record writes the call record of an ended dialog and drops its saved
+// state. stats may be nil (not engaged, or the engine had nothing).
+func (m *Manager) recordCall(d *Dialog, reason string, stats *relay.Stats) {
+	if m.cfg.DB == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var mediaJSON any
+	if stats != nil {
+		if b, err := json.Marshal(stats.Streams); err == nil {
+			mediaJSON = string(b)
+		}
+	}
+	var answered any
+	if !d.Answered.IsZero() {
+		answered = d.Answered.UnixMilli()
+	}
+	tx, err := m.cfg.DB.BeginTx(ctx, nil)
+	if err == nil {
+		_, err = tx.ExecContext(ctx, `DELETE FROM dialogs WHERE call_id = ? AND from_tag = ?`, d.CallID, d.Caller.Tag)
+		if err == nil {
+			_, err = tx.ExecContext(ctx, `INSERT INTO calls (call_id, from_tag, caller, callee, started, answered, ended, reason, engaged, media)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, d.CallID, d.Caller.Tag, d.Caller.URI, d.Callee.URI,
+				d.Created.UnixMilli(), answered, time.Now().UnixMilli(), reason, d.Engaged, mediaJSON)
+		}
+		if err == nil {
+			err = tx.Commit()
+		} else {
+			tx.Rollback()
+		}
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		d.log.Error("call record not written", "err", err)
+	}
+}

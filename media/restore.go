@@ -1,0 +1,126 @@
+package media
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// SessionState is what a session needs to be rebuilt after a restart: its
+// ports (so that both UAs keep sending to the same place) and what it had
+// learnt of each side.
+type SessionState struct {
+	Created  time.Time     `json:"created"`
+	Answered time.Time     `json:"answered,omitzero"`
+	Streams  []StreamState `json:"streams"`
+}
+
+// StreamState is one m= line; Rejected streams hold no ports.
+type StreamState struct {
+	Rejected bool          `json:"rejected,omitempty"`
+	Caller   EndpointState `json:"caller"`
+	Callee   EndpointState `json:"callee"`
+}
+
+// EndpointState is one side of a stream: its RTP port (RTCP is +1).
+type EndpointState struct {
+	Port        int    `json:"port"`
+	Hint        string `json:"hint,omitempty"`
+	RTCPHint    string `json:"rtcp_hint,omitempty"`
+	Latched     string `json:"latched,omitempty"`
+	RTCPLatched string `json:"rtcp_latched,omitempty"`
+	Symmetric   bool   `json:"symmetric"`
+	ClockRate   uint32 `json:"clock_rate,omitempty"`
+}
+
+// State snapshots a session for Restore.
+func (s *Session) State() SessionState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := SessionState{Created: s.created, Answered: s.answered}
+	for _, x := range s.streams {
+		if x == nil {
+			st.Streams = append(st.Streams, StreamState{Rejected: true})
+			continue
+		}
+		st.Streams = append(st.Streams, StreamState{Caller: x.a[0].state(x.a[1]), Callee: x.b[0].state(x.b[1])})
+	}
+	return st
+}
+
+func (e *endpoint) state(rtcp *endpoint) EndpointState {
+	es := EndpointState{Port: e.port, Symmetric: e.symmetric.Load()}
+	if h := e.hint.Load(); h != nil {
+		es.Hint = h.String()
+	}
+	if h := rtcp.hint.Load(); h != nil {
+		es.RTCPHint = h.String()
+	}
+	if p := e.peer.Load(); p != nil {
+		es.Latched = p.String()
+	}
+	if p := rtcp.peer.Load(); p != nil {
+		es.RTCPLatched = p.String()
+	}
+	e.stats.mu.Lock()
+	es.ClockRate = e.stats.d.clockRate
+	e.stats.mu.Unlock()
+	return es
+}
+
+// Restore rebuilds a session from its State on the very same ports. The
+// restart counts as media activity, so the timers start afresh.
+func (r *Relay) Restore(id string, st SessionState) (*Session, error) {
+	s, err := r.Open(id)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.streams) > 0 {
+		return s, nil // already there
+	}
+	s.created, s.answered = st.Created, st.Answered
+	now := time.Now().UnixNano()
+	for _, x := range st.Streams {
+		if x.Rejected {
+			s.streams = append(s.streams, nil)
+			continue
+		}
+		var eps [2][2]*endpoint
+		for i, es := range []EndpointState{x.Caller, x.Callee} {
+			rtp, rtcp, err := r.pool.allocExact(es.Port)
+			if err != nil {
+				s.mu.Unlock()
+				s.end(fmt.Errorf("restore: %w", err))
+				s.mu.Lock()
+				return nil, err
+			}
+			eps[i][0] = &endpoint{conn: rtp, port: es.Port, rtp: true, sess: s}
+			eps[i][1] = &endpoint{conn: rtcp, port: es.Port + 1, sess: s}
+			restoreEndpoint(eps[i][0], es.Hint, es.Latched, es.Symmetric, now)
+			restoreEndpoint(eps[i][1], es.RTCPHint, es.RTCPLatched, es.Symmetric, now)
+			eps[i][0].stats.d.clockRate = es.ClockRate
+		}
+		stream := &stream{a: eps[0], b: eps[1]}
+		for i := range 2 {
+			stream.a[i].other, stream.b[i].other = stream.b[i], stream.a[i]
+		}
+		for _, e := range stream.all() {
+			go e.run()
+		}
+		s.streams = append(s.streams, stream)
+	}
+	return s, nil
+}
+
+func restoreEndpoint(e *endpoint, hint, latched string, symmetric bool, now int64) {
+	e.symmetric.Store(symmetric)
+	if a, err := netip.ParseAddrPort(hint); err == nil {
+		e.hint.Store(&a)
+	}
+	if a, err := netip.ParseAddrPort(latched); err == nil {
+		e.peer.Store(&a)
+	}
+	e.lastIn.Store(now)
+}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -63,5 +65,89 @@ func TestSIPpCallsThroughProxy(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		uas.Process.Kill()
 		t.Fatalf("sipp uas did not finish\n%s", tail(uasOut.String(), 40))
+	}
+}
+
+// TestSIPpCallWithRTP: two real soft clients, SIPp playing G.711 from a
+// pcap and SIPp echoing RTP, talk through sipanchor; every call's record
+// shows media relayed from both legs.
+func TestSIPpCallWithRTP(t *testing.T) {
+	p := startProxy(t, "")
+	scen, _ := filepath.Abs("../../testdata/sipp")
+	proxy := fmt.Sprintf("127.0.0.1:%d", p.port)
+	uasPort, uacPort := strconv.Itoa(freePort(t)), strconv.Itoa(freePort(t))
+	const calls = 3
+	reg := sippCmd(t, "-sf", filepath.Join(scen, "register.xml"), proxy, "-s", "echo",
+		"-i", "127.0.0.6", "-p", uasPort, "-m", "1", "-timeout", "10s", "-nostdin")
+	if out, err := reg.CombinedOutput(); err != nil {
+		t.Fatalf("sipp register: %v\n%s", err, tail(string(out), 30))
+	}
+	var uasOut bytes.Buffer
+	uas := sippCmd(t, "-sf", filepath.Join(scen, "uas.xml"), "-i", "127.0.0.6", "-p", uasPort,
+		"-rtp_echo", "-mp", strconv.Itoa(freePort(t)), "-m", strconv.Itoa(calls), "-timeout", "60s", "-nostdin")
+	uas.Stdout, uas.Stderr = &uasOut, &uasOut
+	if err := uas.Start(); err != nil {
+		t.Fatal(err)
+	}
+	uasDone := make(chan error, 1)
+	go func() { uasDone <- uas.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	uac := sippCmd(t, "-sf", filepath.Join(scen, "uac_rtp.xml"), proxy, "-s", "echo",
+		"-i", "127.0.0.7", "-p", uacPort, "-mp", strconv.Itoa(freePort(t)), "-m", strconv.Itoa(calls), "-l", "1", "-timeout", "60s", "-nostdin")
+	if out, err := uac.CombinedOutput(); err != nil {
+		uas.Process.Kill()
+		t.Fatalf("sipp uac: %v\n%s", err, tail(string(out), 40))
+	}
+	select {
+	case err := <-uasDone:
+		if err != nil {
+			t.Fatalf("sipp uas: %v\n%s", err, tail(uasOut.String(), 40))
+		}
+	case <-time.After(20 * time.Second):
+		uas.Process.Kill()
+		t.Fatalf("sipp uas did not finish\n%s", tail(uasOut.String(), 40))
+	}
+	time.Sleep(200 * time.Millisecond)
+
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(p.dir, "sipanchor.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT media FROM calls WHERE answered IS NOT NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			t.Fatal(err)
+		}
+		var streams []struct {
+			Caller struct {
+				PacketsIn  uint64 `json:"packets_in"`
+				PacketsOut uint64 `json:"packets_out"`
+			} `json:"caller"`
+			Callee struct {
+				PacketsIn uint64 `json:"packets_in"`
+			} `json:"callee"`
+		}
+		if err := json.Unmarshal([]byte(m), &streams); err != nil || len(streams) != 1 {
+			t.Fatalf("call record media %q: %v", m, err)
+		}
+		s := streams[0]
+		if s.Caller.PacketsIn < 20 || s.Callee.PacketsIn < 20 || s.Caller.PacketsOut < 20 {
+			t.Errorf("call %d: caller sent %d, callee echoed %d, caller got %d packets: want media both ways",
+				n, s.Caller.PacketsIn, s.Callee.PacketsIn, s.Caller.PacketsOut)
+		}
+		n++
+	}
+	if n != calls {
+		t.Errorf("%d answered calls recorded, want %d", n, calls)
+	}
+	if h := p.health(); h["relay_sessions"] != 0 {
+		t.Errorf("%v relay sessions left", h["relay_sessions"])
 	}
 }

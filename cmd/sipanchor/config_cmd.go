@@ -32,7 +32,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "sipanchor config check: -c FILE is required")
 			return 2
 		}
-		if _, err := config.Load(*path); err != nil {
+		if _, err := loadConfig(*path); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
@@ -67,7 +67,7 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 			rest = rest[1:]
 		}
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -461,4 +465,49 @@ func TestThousandCallsLeaveNothingBehind(t *testing.T) {
 		t.Errorf("open files %v → %v: sockets leaked", before["open_files"], after["open_files"])
 	}
 	t.Logf("before %v\nafter %v", before, after)
+}
+
+func TestUnknownRelayFlagRefusedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.toml")
+	if err := os.WriteFile(path, []byte("[sip]\nlisten = [\"udp:127.0.0.1:5999\"]\n\n[relay]\ncaller_flags = \"replace-origin ICE=remove trust-adress\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"serve", "-c", path}, {"config", "check", "-c", path}} {
+		var stderr bytes.Buffer
+		cmd := exec.Command(binPath, args...)
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
+			t.Fatalf("%s: exit %v, want non-zero", args[0], err)
+		}
+		if want := path + ":5: relay.caller_flags: unknown relay flag \"trust-adress\"\n"; stderr.String() != want {
+			t.Errorf("%s: stderr %q\nwant %q", args[0], stderr.String(), want)
+		}
+	}
+}
+
+func TestEngageNAT(t *testing.T) {
+	p := startProxy(t, "[relay]\nengage = \"nat\"\n")
+	bob := newUA(t, "bob", "127.0.0.3", p, "")
+	bob.register(600)
+	// A caller whose Contact and SDP are its real address: not engaged.
+	direct := newUA(t, "alice", "127.0.0.2", p, "")
+	aRTP := newRTP(t, "127.0.0.2")
+	plain := strings.ReplaceAll(sdpWith(aRTP.port(), ""), "192.168.1.50", "127.0.0.2")
+	direct.inviteSDP("sip:bob@example.test", plain)
+	inv := bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+	if got := mediaOf(t, inv.Body()); got.Port() != uint16(aRTP.port()) {
+		t.Errorf("caller not behind NAT was anchored: SDP says %s", got)
+	}
+	bob.answer(inv, 486, "Busy Here", "x")
+	direct.recv("486", isResponse(486, "INVITE"))
+	// A caller behind NAT (private Contact and SDP): engaged.
+	natted := newUA(t, "carol", "127.0.0.4", p, "192.168.1.70")
+	cRTP := newRTP(t, "127.0.0.4")
+	natted.inviteSDP("sip:bob@example.test", sdpWith(cRTP.port(), ""))
+	inv = bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+	if got := mediaOf(t, inv.Body()); got.Addr().String() != "127.0.0.1" || got.Port() == uint16(cRTP.port()) {
+		t.Errorf("caller behind NAT not anchored: SDP says %s", got)
+	}
 }

@@ -32,7 +32,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -47,20 +47,38 @@ func cmdServe(args []string, stderr io.Writer) int {
 	return 0
 }
 
+// loadConfig is config.Load plus the checks config cannot make itself
+// (it imports none of ours): relay flags, reported the same way.
+func loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, _, err := relaySettings(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func relaySettings(cfg *config.Config) (caller, callee relay.LegFlags, engage dialog.Engage, err error) {
+	if caller, err = relay.ParseFlags(cfg.Relay.CallerFlags); err != nil {
+		return caller, callee, engage, cfg.KeyError("relay.caller_flags", err)
+	}
+	if callee, err = relay.ParseFlags(cfg.Relay.CalleeFlags); err != nil {
+		return caller, callee, engage, cfg.KeyError("relay.callee_flags", err)
+	}
+	if engage, err = dialog.ParseEngage(cfg.Relay.Engage); err != nil {
+		return caller, callee, engage, cfg.KeyError("relay.engage", err)
+	}
+	return caller, callee, engage, nil
+}
+
 // newMedia builds the builtin relay and the dialog layer from [media] and
-// [relay]. Relay flags are checked here and reported like config errors.
+// [relay] (already checked by loadConfig).
 func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger) (*media.Relay, *dialog.Manager, error) {
-	caller, err := relay.ParseFlags(cfg.Relay.CallerFlags)
+	caller, callee, engage, err := relaySettings(cfg)
 	if err != nil {
-		return nil, nil, cfg.KeyError("relay.caller_flags", err)
-	}
-	callee, err := relay.ParseFlags(cfg.Relay.CalleeFlags)
-	if err != nil {
-		return nil, nil, cfg.KeyError("relay.callee_flags", err)
-	}
-	engage, err := dialog.ParseEngage(cfg.Relay.Engage)
-	if err != nil {
-		return nil, nil, cfg.KeyError("relay.engage", err)
+		return nil, nil, err
 	}
 	bind := netip.IPv4Unspecified()
 	if cfg.Media.Bind != "" {

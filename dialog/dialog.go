@@ -107,6 +107,12 @@ type Manager struct {
 	mu      sync.Mutex
 	dialogs map[string]*Dialog
 	wg      sync.WaitGroup
+
+	writes    chan dbWrite // to the store writer; nil without a DB
+	flushed   chan struct{}
+	closeMu   sync.RWMutex
+	closeOnce sync.Once
+	stopped   bool
 }
 
 // NewManager builds a dialog layer driving engine; Load then restores the
@@ -115,7 +121,13 @@ func NewManager(engine relay.Engine, cfg Config) *Manager {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{engine: engine, cfg: cfg, log: cfg.Log, dialogs: map[string]*Dialog{}}
+	m := &Manager{engine: engine, cfg: cfg, log: cfg.Log, dialogs: map[string]*Dialog{}}
+	if cfg.DB != nil {
+		m.writes = make(chan dbWrite, 4096)
+		m.flushed = make(chan struct{})
+		go m.writer()
+	}
+	return m
 }
 
 // SetEnder installs the function that sends BYEs.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -51,6 +50,103 @@ type record struct {
 	Media    json.RawMessage   `json:"media,omitempty"`
 }
 
+// dbWrite is one queued change: a dialog row to save, or an ended dialog
+// whose row goes and whose call record comes.
+type dbWrite struct {
+	callID, fromTag string
+	data            string // dialog row (upsert), or "" with rec set
+	rec             *callRecord
+}
+
+type callRecord struct {
+	caller, callee string
+	started, ended int64
+	answered       any // int64 or nil
+	reason         string
+	engaged        bool
+	media          any // string or nil
+}
+
+// writer applies queued writes in batches, one transaction each: SQLite
+// commits are what costs, and the call path must not wait for them. A
+// crash loses at most the last batch (flushEvery).
+func (m *Manager) writer() {
+	defer close(m.flushed)
+	var batch []dbWrite
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if err := m.apply(batch); err != nil {
+			m.log.Error("dialog store write failed", "writes", len(batch), "err", err)
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case w, ok := <-m.writes:
+			if !ok {
+				flush()
+				return
+			}
+			if len(batch) == 0 {
+				timer.Reset(flushEvery)
+			}
+			batch = append(batch, w)
+			if len(batch) >= 512 {
+				flush()
+			}
+		case <-timer.C:
+			flush()
+		}
+	}
+}
+
+// flushEvery bounds how long a change waits before it is on disk.
+const flushEvery = 50 * time.Millisecond
+
+func (m *Manager) apply(batch []dbWrite) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tx, err := m.cfg.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, w := range batch {
+		if w.rec == nil {
+			_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO dialogs (call_id, from_tag, data) VALUES (?, ?, ?)`, w.callID, w.fromTag, w.data)
+		} else {
+			_, err = tx.ExecContext(ctx, `DELETE FROM dialogs WHERE call_id = ? AND from_tag = ?`, w.callID, w.fromTag)
+			if err == nil {
+				r := w.rec
+				_, err = tx.ExecContext(ctx, `INSERT INTO calls (call_id, from_tag, caller, callee, started, answered, ended, reason, engaged, media)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, w.callID, w.fromTag, r.caller, r.callee, r.started, r.answered, r.ended, r.reason, r.engaged, r.media)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// Close writes what is queued and stops the writer.
+func (m *Manager) Close() {
+	if m.writes == nil {
+		return
+	}
+	m.closeOnce.Do(func() {
+		m.closeMu.Lock()
+		m.stopped = true
+		close(m.writes)
+		m.closeMu.Unlock()
+	})
+	<-m.flushed
+}
+
 // InitStore creates the tables if needed.
 func InitStore(ctx context.Context, db *sql.DB) error {
 	_, err := db.ExecContext(ctx, schema)
@@ -76,10 +172,16 @@ func (m *Manager) persist(d *Dialog) {
 		d.log.Error("dialog not saved", "err", err)
 		return
 	}
-	if _, err := m.cfg.DB.ExecContext(ctx, `INSERT OR REPLACE INTO dialogs (call_id, from_tag, data) VALUES (?, ?, ?)`,
-		d.CallID, d.Caller.Tag, string(data)); err != nil {
-		d.log.Error("dialog not saved", "err", err)
+	m.queue(dbWrite{callID: d.CallID, fromTag: d.Caller.Tag, data: string(data)})
+}
+
+func (m *Manager) queue(w dbWrite) {
+	m.closeMu.RLock()
+	defer m.closeMu.RUnlock()
+	if m.writes == nil || m.stopped {
+		return
 	}
+	m.writes <- w
 }
 
 // Load restores the dialogs saved before a restart, with their relay
@@ -141,39 +243,21 @@ func (m *Manager) Load(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// record writes the call record of an ended dialog and drops its saved
-// state. stats may be nil (not engaged, or the engine had nothing).
+// recordCall queues the call record of an ended dialog and the removal of
+// its saved state. stats may be nil (not engaged, or nothing to say).
 func (m *Manager) recordCall(d *Dialog, reason string, stats *relay.Stats) {
 	if m.cfg.DB == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var mediaJSON any
+	r := &callRecord{caller: d.Caller.URI, callee: d.Callee.URI, started: d.Created.UnixMilli(),
+		ended: time.Now().UnixMilli(), reason: reason, engaged: d.Engaged}
 	if stats != nil {
 		if b, err := json.Marshal(stats.Streams); err == nil {
-			mediaJSON = string(b)
+			r.media = string(b)
 		}
 	}
-	var answered any
 	if !d.Answered.IsZero() {
-		answered = d.Answered.UnixMilli()
+		r.answered = d.Answered.UnixMilli()
 	}
-	tx, err := m.cfg.DB.BeginTx(ctx, nil)
-	if err == nil {
-		_, err = tx.ExecContext(ctx, `DELETE FROM dialogs WHERE call_id = ? AND from_tag = ?`, d.CallID, d.Caller.Tag)
-		if err == nil {
-			_, err = tx.ExecContext(ctx, `INSERT INTO calls (call_id, from_tag, caller, callee, started, answered, ended, reason, engaged, media)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, d.CallID, d.Caller.Tag, d.Caller.URI, d.Callee.URI,
-				d.Created.UnixMilli(), answered, time.Now().UnixMilli(), reason, d.Engaged, mediaJSON)
-		}
-		if err == nil {
-			err = tx.Commit()
-		} else {
-			tx.Rollback()
-		}
-	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		d.log.Error("call record not written", "err", err)
-	}
+	m.queue(dbWrite{callID: d.CallID, fromTag: d.Caller.Tag, rec: r})
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,6 +52,8 @@ type Relay struct {
 	mu       sync.Mutex
 	sessions map[string]*Session
 	closed   bool
+
+	exhausted atomic.Int64 // allocations refused for lack of ports
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -274,7 +277,11 @@ func (s *Session) newStream() (*stream, error) {
 			if side == 1 {
 				s.closeEndpoints(eps[0][:])
 			}
-			s.log.Warn("media ports exhausted", "err", err)
+			// One line for the first and every 1000th: an overloaded
+			// range must not flood the log.
+			if n := s.r.exhausted.Add(1); n == 1 || n%1000 == 0 {
+				s.log.Warn("media ports exhausted", "err", err, "refused", n)
+			}
 			return nil, err
 		}
 		eps[side][0] = &endpoint{conn: rtp, port: port, rtp: true, sess: s}

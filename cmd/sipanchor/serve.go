@@ -150,6 +150,11 @@ func openDB(path string) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	// SQLite has one writer at a time. One connection serialises our
+	// writes in Go instead of in busy-waits: under load, a pool grew a
+	// connection per waiting writer, and the descriptors of those whose
+	// open failed with "database is locked" were never closed.
+	db.SetMaxOpenConns(1)
 	if err := db.Ping(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -196,6 +201,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	err = p.Serve(ctx)
 	rl.Close() // ends the sessions the dialog watchers wait on
 	dialogs.Wait()
+	dialogs.Close() // flushes the dialog store before the database closes
 	if api != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -52,7 +52,7 @@ func TestSIPpCallsThroughProxy(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 
 	uac := sippCmd(t, "-sf", filepath.Join(scen, "uac.xml"), proxy, "-s", "sippuas",
-		"-i", "127.0.0.7", "-p", uacPort, "-m", calls, "-r", "10", "-timeout", "60s", "-nostdin")
+		"-i", "127.0.0.7", "-p", uacPort, "-m", calls, "-r", "10", "-d", "200", "-timeout", "60s", "-nostdin")
 	if out, err := uac.CombinedOutput(); err != nil {
 		uas.Process.Kill()
 		t.Fatalf("sipp uac: %v\n%s", err, tail(string(out), 40))

@@ -19,8 +19,14 @@ test: lint
 unit:
 	$(GO) test -race -count=1 -short ./...
 
-bench:
+# Not a test: numbers, reported in the README with how they were taken.
+# Go micro-benchmarks, the RTP relay against its floors (relaybench), and
+# SIP at 1,000 calls/s with media anchored (needs sip-tester).
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) build -o bin/relaybench ./cmd/relaybench
+	./bin/relaybench -steps 50,100,250,500,750
+	./scripts/bench-sip.sh 12000 1000 2000
 
 # Each fuzz target for FUZZTIME (default 20s).
 FUZZTIME ?= 20s

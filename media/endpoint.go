@@ -14,11 +14,15 @@ import (
 // signalling side only stores hints and flags (atomics), so packets never
 // wait on a lock held by signalling.
 type endpoint struct {
-	conn  *net.UDPConn
-	port  int
-	rtp   bool // RTP socket (stats); false for RTCP
-	other *endpoint
-	sess  *Session
+	conn    *net.UDPConn
+	port    int
+	rtp     bool // RTP socket (stats); false for RTCP
+	other   *endpoint
+	sibling *endpoint // the same side's RTCP socket for an RTP one, and back
+	sess    *Session
+
+	// mux: this side multiplexes RTCP on its RTP port (RFC 5761).
+	mux atomic.Bool
 
 	// peer is the latched source of this side; nil until the first packet.
 	peer atomic.Pointer[netip.AddrPort]
@@ -78,16 +82,38 @@ func (e *endpoint) run() {
 		if e.rtp {
 			e.stats.update(buf[:n], now)
 		}
-		dst, ok := e.other.target()
+		out := e.route(buf[:n])
+		dst, ok := out.target()
 		if !ok {
 			e.unsent.Add(1)
 			continue
 		}
-		if _, err := e.other.conn.WriteToUDPAddrPort(buf[:n], dst); err == nil {
-			e.other.pktsOut.Add(1)
-			e.other.bytesOut.Add(uint64(n))
+		if _, err := out.conn.WriteToUDPAddrPort(buf[:n], dst); err == nil {
+			out.pktsOut.Add(1)
+			out.bytesOut.Add(uint64(n))
 		}
 	}
+}
+
+// route picks the socket a packet leaves by. Normally the other side's
+// socket of the same kind; when exactly one side multiplexes RTCP on its
+// RTP port (RFC 5761), RTCP crosses between the RTP and RTCP sockets: from
+// a muxing side's RTP port to the other's RTCP port, and back.
+func (e *endpoint) route(b []byte) *endpoint {
+	o := e.other
+	if e.rtp && o.sibling != nil && isRTCP(b) && e.mux.Load() && !o.mux.Load() {
+		return o.sibling // muxed RTCP to a side that wants it on RTP+1
+	}
+	if !e.rtp && o.sibling != nil && o.mux.Load() {
+		return o.sibling // RTCP from RTP+1 to a side that wants it muxed
+	}
+	return o
+}
+
+// isRTCP tells RTCP from RTP on a multiplexed port (RFC 5761 §4): RTCP
+// packet types 192..223 sit where RTP has its marker and payload type.
+func isRTCP(b []byte) bool {
+	return len(b) >= 2 && b[0]>>6 == 2 && b[1] >= 192 && b[1] <= 223
 }
 
 // accept applies symmetric latching: the first packet (or the first after a

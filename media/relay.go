@@ -259,6 +259,8 @@ func (s *Session) Apply(from Side, info *SDPInfo, symmetric, answer bool) ([]int
 		}
 		mine[0].setHint(netip.AddrPortFrom(si.Addr.Unmap(), uint16(si.Port)), symmetric)
 		mine[1].setHint(netip.AddrPortFrom(si.Addr.Unmap(), uint16(rtcpPort)), symmetric)
+		mine[0].mux.Store(si.RTCPMux)
+		mine[1].mux.Store(si.RTCPMux)
 		mine[0].stats.setClockRate(si.ClockRate)
 		ports[i] = theirs[0].port
 	}
@@ -288,14 +290,22 @@ func (s *Session) newStream() (*stream, error) {
 		eps[side][1] = &endpoint{conn: rtcp, port: port + 1, sess: s}
 	}
 	st := &stream{a: eps[0], b: eps[1]}
-	for i := range 2 {
-		st.a[i].other, st.b[i].other = st.b[i], st.a[i]
-	}
+	st.link()
 	for _, e := range st.all() {
 		e.symmetric.Store(true)
 		go e.run()
 	}
 	return st, nil
+}
+
+// link pairs each socket with the other side's and with its sibling.
+func (st *stream) link() {
+	for i := range 2 {
+		st.a[i].other, st.b[i].other = st.b[i], st.a[i]
+	}
+	for _, side := range [][2]*endpoint{st.a, st.b} {
+		side[0].sibling, side[1].sibling = side[1], side[0]
+	}
 }
 
 func (st *stream) all() []*endpoint { return []*endpoint{st.a[0], st.a[1], st.b[0], st.b[1]} }

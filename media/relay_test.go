@@ -356,3 +356,41 @@ func TestRestoreKeepsPortsAndLatches(t *testing.T) {
 		t.Errorf("restored state %+v", got)
 	}
 }
+
+func TestRTCPDemux(t *testing.T) {
+	r := newTestRelay(t, 4, nil)
+	s, _ := r.Open("mux")
+	callerRTP := udp(t, "127.0.0.2") // the caller muxes RTCP on its RTP port
+	calleeRTP, calleeRTCP := udp(t, "127.0.0.3"), udp(t, "127.0.0.3")
+	ci := audio("127.0.0.2", callerRTP.LocalAddr().(*net.UDPAddr).Port)
+	ci.Streams[0].RTCPMux = true
+	pb, _ := s.Apply(SideA, ci, true, false)
+	ce := audio("127.0.0.3", calleeRTP.LocalAddr().(*net.UDPAddr).Port)
+	ce.Streams[0].RTCPPort = calleeRTCP.LocalAddr().(*net.UDPAddr).Port
+	pa, _ := s.Apply(SideB, ce, true, true)
+
+	rtcp := []byte{0x80, 200, 0, 6, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0} // SR
+	read := func(c *net.UDPConn) []byte {
+		t.Helper()
+		buf := make([]byte, 2048)
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, _, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("nothing on %s: %v", c.LocalAddr(), err)
+		}
+		return buf[:n]
+	}
+	// Muxed RTCP from the caller reaches the callee's RTCP port ...
+	send(t, callerRTP, pa[0], rtcp)
+	if b := read(calleeRTCP); len(b) != len(rtcp) || b[1] != 200 {
+		t.Errorf("callee's RTCP port got %x", b)
+	}
+	// ... RTP still reaches its RTP port ...
+	send(t, callerRTP, pa[0], rtpPacket(t, 1, 'a'))
+	expect(t, calleeRTP, 1, pb[0])
+	// ... and the callee's RTCP from RTP+1 reaches the caller's RTP port.
+	send(t, calleeRTCP, pb[0]+1, rtcp)
+	if b := read(callerRTP); len(b) != len(rtcp) || b[1] != 200 {
+		t.Errorf("caller's RTP port got %x", b)
+	}
+}

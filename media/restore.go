@@ -31,6 +31,7 @@ type EndpointState struct {
 	RTCPLatched string `json:"rtcp_latched,omitempty"`
 	Symmetric   bool   `json:"symmetric"`
 	ClockRate   uint32 `json:"clock_rate,omitempty"`
+	RTCPMux     bool   `json:"rtcp_mux,omitempty"`
 }
 
 // State snapshots a session for Restore.
@@ -49,7 +50,7 @@ func (s *Session) State() SessionState {
 }
 
 func (e *endpoint) state(rtcp *endpoint) EndpointState {
-	es := EndpointState{Port: e.port, Symmetric: e.symmetric.Load()}
+	es := EndpointState{Port: e.port, Symmetric: e.symmetric.Load(), RTCPMux: e.mux.Load()}
 	if h := e.hint.Load(); h != nil {
 		es.Hint = h.String()
 	}
@@ -101,11 +102,11 @@ func (r *Relay) Restore(id string, st SessionState) (*Session, error) {
 			restoreEndpoint(eps[i][0], es.Hint, es.Latched, es.Symmetric, now)
 			restoreEndpoint(eps[i][1], es.RTCPHint, es.RTCPLatched, es.Symmetric, now)
 			eps[i][0].stats.d.clockRate = es.ClockRate
+			eps[i][0].mux.Store(es.RTCPMux)
+			eps[i][1].mux.Store(es.RTCPMux)
 		}
 		stream := &stream{a: eps[0], b: eps[1]}
-		for i := range 2 {
-			stream.a[i].other, stream.b[i].other = stream.b[i], stream.a[i]
-		}
+		stream.link()
 		for _, e := range stream.all() {
 			go e.run()
 		}

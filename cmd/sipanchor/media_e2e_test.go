@@ -223,6 +223,18 @@ func TestMediaAnchoredBothWays(t *testing.T) {
 		t.Errorf("caller's private address leaked to the callee:\n%s", c.invite.Body())
 	}
 	c.twoWay(t, 'a')
+	// Packets arrive intact: every byte, header and payload.
+	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: 4242, Timestamp: 99, SSRC: 7, Marker: true}, Payload: []byte("\x01intact payload\xff\x00")}
+	raw, _ := pkt.Marshal()
+	if _, err := c.aRTP.conn.WriteToUDPAddrPort(raw, c.toAlice); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	_ = c.bRTP.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, _, err := c.bRTP.conn.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != string(raw) {
+		t.Errorf("relayed packet %x (%v), sent %x", buf[:n], err, raw)
+	}
 
 	// A stranger sending to a latched port cannot steal the stream.
 	stranger := newRTP(t, "127.0.0.9")
@@ -241,6 +253,9 @@ func TestMediaAnchoredBothWays(t *testing.T) {
 	c.bRTP.none('z', 300*time.Millisecond)
 	if n := relayPortsOpen(t, c.toAlice, c.toBob); n != 0 {
 		t.Errorf("%d relay ports still bound after BYE", n)
+	}
+	if h := p.health(); h["relay_sessions"] != 0 || h["dialogs"] != 0 {
+		t.Errorf("after BYE: %v relay sessions, %v dialogs", h["relay_sessions"], h["dialogs"])
 	}
 }
 
@@ -265,6 +280,9 @@ func TestMediaReleasedOnRejectAndCancel(t *testing.T) {
 	if relayPortsOpen(t, toBob) != 0 {
 		t.Error("relay port still bound after 486")
 	}
+	if h := p.health(); h["relay_sessions"] != 0 {
+		t.Errorf("after 486: %v relay sessions", h["relay_sessions"])
+	}
 
 	// CANCEL: likewise.
 	dc := alice.inviteSDP("sip:bob@example.test", sdpWith(aRTP.port(), ""))
@@ -280,6 +298,9 @@ func TestMediaReleasedOnRejectAndCancel(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if relayPortsOpen(t, toBob) != 0 {
 		t.Error("relay port still bound after CANCEL")
+	}
+	if h := p.health(); h["relay_sessions"] != 0 || h["dialogs"] != 0 {
+		t.Errorf("after CANCEL: %v relay sessions, %v dialogs", h["relay_sessions"], h["dialogs"])
 	}
 }
 
@@ -320,14 +341,14 @@ func TestMediaTimeoutSendsBYEToBothEnds(t *testing.T) {
 	p := startProxy(t, "[media]\nsetup_timeout = \"1s\"\nsession_timeout = \"1s\"\n")
 	c := setupAnchoredCall(t, p)
 	c.twoWay(t, 'a')
-	start := time.Now()
+	start := time.Now() // the last packet
 	// Media stops; within timeout + 1 s both ends get a BYE, and answer it.
 	byeA := c.alice.recv("BYE", isRequest("BYE")).(*sip.Request)
 	c.alice.okTo(byeA)
 	byeB := c.bob.recv("BYE", isRequest("BYE")).(*sip.Request)
 	c.bob.okTo(byeB)
-	if el := time.Since(start); el > 3*time.Second {
-		t.Errorf("BYEs after %v, want within ~2 s", el)
+	if el := time.Since(start); el > 2*time.Second+200*time.Millisecond {
+		t.Errorf("BYEs after %v, want within timeout (1 s) + 1 s", el)
 	}
 	// Each BYE is in its dialog: tags and Request-URI of the receiving side.
 	if tag, _ := byeA.To().Params.Get("tag"); tag != c.dc.localTag {
@@ -484,6 +505,15 @@ func TestUnknownRelayFlagRefusedAtStart(t *testing.T) {
 		if want := path + ":5: relay.caller_flags: unknown relay flag \"trust-adress\"\n"; stderr.String() != want {
 			t.Errorf("%s: stderr %q\nwant %q", args[0], stderr.String(), want)
 		}
+	}
+}
+
+func TestBridgeFlagsRefusedClearly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.toml")
+	_ = os.WriteFile(path, []byte("[relay]\ncallee_flags = \"out-iface=external\"\n"), 0o644)
+	out, err := exec.Command(binPath, "config", "check", "-c", path).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), path+":2: relay.callee_flags: in-iface/out-iface") {
+		t.Errorf("out-iface with one media interface: %v %s", err, out)
 	}
 }
 

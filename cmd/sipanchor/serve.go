@@ -70,6 +70,11 @@ func relaySettings(cfg *config.Config) (caller, callee relay.LegFlags, engage di
 	if engage, err = dialog.ParseEngage(cfg.Relay.Engage); err != nil {
 		return caller, callee, engage, cfg.KeyError("relay.engage", err)
 	}
+	for key, f := range map[string]relay.LegFlags{"relay.caller_flags": caller, "relay.callee_flags": callee} {
+		if f.InIface != "" || f.OutIface != "" {
+			return caller, callee, engage, cfg.KeyError(key, errors.New("in-iface/out-iface name media interfaces, and sipanchor has one ([media] bind): bridge mode is not supported yet"))
+		}
+	}
 	return caller, callee, engage, nil
 }
 

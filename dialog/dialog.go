@@ -594,3 +594,39 @@ func (m *Manager) remove(d *Dialog) {
 
 // Wait waits for background work (timers, BYEs in flight).
 func (m *Manager) Wait() { m.wg.Wait() }
+
+// Info is a snapshot of a dialog for the control plane.
+type Info struct {
+	CallID   string            `json:"call_id"`
+	State    string            `json:"state"`
+	Engaged  bool              `json:"engaged"`
+	Branch   string            `json:"branch,omitempty"`
+	Created  time.Time         `json:"created"`
+	Answered time.Time         `json:"answered,omitzero"`
+	Caller   Party             `json:"caller"`
+	Callee   Party             `json:"callee"`
+	Flags    [2]relay.LegFlags `json:"-"`
+	Key      relay.SessionKey  `json:"-"`
+}
+
+// Info snapshots the dialog.
+func (d *Dialog) Info() Info {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return Info{CallID: d.CallID, State: d.State.String(), Engaged: d.Engaged, Branch: d.Branch,
+		Created: d.Created, Answered: d.Answered, Caller: d.Caller, Callee: d.Callee, Flags: d.flags,
+		Key: relay.SessionKey{CallID: d.CallID, FromTag: d.Caller.Tag, ToTag: d.Callee.Tag, ViaBranch: d.Branch}}
+}
+
+// ByCallID finds the dialogs with a Call-ID (one, unless forked oddly).
+func (m *Manager) ByCallID(callID string) []*Dialog {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*Dialog
+	for _, d := range m.dialogs {
+		if d.CallID == callID {
+			out = append(out, d)
+		}
+	}
+	return out
+}

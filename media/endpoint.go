@@ -26,8 +26,11 @@ type endpoint struct {
 
 	// peer is the latched source of this side; nil until the first packet.
 	peer atomic.Pointer[netip.AddrPort]
-	// hint is the address the side's SDP named: where to send before latching.
+	// hint is where to send before latching: the side's SDP address, or
+	// what its user knew better (the SIP source of a UA behind NAT).
 	hint atomic.Pointer[netip.AddrPort]
+	// sdp is the address the side's SDP named, for diagnosis.
+	sdp atomic.Pointer[netip.AddrPort]
 	// relatch lets the next packet move peer (set by a new offer/answer that
 	// changed this side's address).
 	relatch   atomic.Bool
@@ -138,10 +141,12 @@ func (e *endpoint) accept(src netip.AddrPort) bool {
 	return false
 }
 
-// setHint records the address a new SDP names for this side; when it moved,
-// the next packet may re-latch.
-func (e *endpoint) setHint(a netip.AddrPort, symmetric bool) {
+// setHint records where a new SDP says to send to this side (sdp, and the
+// target to use until it latches); when the target moved, the next packet
+// may re-latch.
+func (e *endpoint) setHint(sdp, a netip.AddrPort, symmetric bool) {
 	e.symmetric.Store(symmetric)
+	e.sdp.Store(&sdp)
 	old := e.hint.Swap(&a)
 	if old != nil && *old != a && a.Addr().IsValid() && !a.Addr().IsUnspecified() {
 		e.relatch.Store(true)
@@ -152,6 +157,7 @@ func (e *endpoint) setHint(a netip.AddrPort, symmetric bool) {
 type EndpointStats struct {
 	Port       int       `json:"port"`
 	SDPAddr    string    `json:"sdp_addr,omitempty"`  // where this side's SDP says it is
+	Target     string    `json:"target,omitempty"`    // where we send before it latches
 	Latched    string    `json:"latched,omitempty"`   // where its packets really come from
 	PacketsIn  uint64    `json:"packets_in"`          // from this side
 	BytesIn    uint64    `json:"bytes_in"`            //
@@ -172,7 +178,10 @@ func (e *endpoint) snapshot() EndpointStats {
 		Strangers: e.strangers.Load(), Unsent: e.unsent.Load(),
 	}
 	if h := e.hint.Load(); h != nil {
-		s.SDPAddr = h.String()
+		s.Target = h.String()
+	}
+	if a := e.sdp.Load(); a != nil {
+		s.SDPAddr = a.String()
 	}
 	if p := e.peer.Load(); p != nil {
 		s.Latched = p.String()

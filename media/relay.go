@@ -257,8 +257,12 @@ func (s *Session) Apply(from Side, info *SDPInfo, symmetric, answer bool) ([]int
 		if si.RTCPMux || rtcpPort == 0 {
 			rtcpPort = si.Port
 		}
-		mine[0].setHint(netip.AddrPortFrom(si.Addr.Unmap(), uint16(si.Port)), symmetric)
-		mine[1].setHint(netip.AddrPortFrom(si.Addr.Unmap(), uint16(rtcpPort)), symmetric)
+		target := si.Addr
+		if si.Target.IsValid() {
+			target = si.Target
+		}
+		mine[0].setHint(netip.AddrPortFrom(si.Addr.Unmap(), uint16(si.Port)), netip.AddrPortFrom(target.Unmap(), uint16(si.Port)), symmetric)
+		mine[1].setHint(netip.AddrPortFrom(si.Addr.Unmap(), uint16(rtcpPort)), netip.AddrPortFrom(target.Unmap(), uint16(rtcpPort)), symmetric)
 		mine[0].mux.Store(si.RTCPMux)
 		mine[1].mux.Store(si.RTCPMux)
 		mine[0].stats.setClockRate(si.ClockRate)

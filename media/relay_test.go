@@ -157,7 +157,7 @@ func TestRelayBothWaysWithLatching(t *testing.T) {
 	if st.Caller.PacketsIn != 2 || st.Callee.PacketsIn != 2 || st.Caller.PacketsOut != 2 || st.Callee.PacketsOut != 2 { // the first to the callee went to its SDP address
 		t.Errorf("counters: %+v / %+v", st.Caller, st.Callee)
 	}
-	if st.Caller.Latched != caller.LocalAddr().String() || st.Caller.SDPAddr != "127.0.0.250:4000" {
+	if st.Caller.Latched != caller.LocalAddr().String() || st.Caller.SDPAddr != "127.0.0.250:4000" || st.Caller.Target != "127.0.0.250:4000" {
 		t.Errorf("caller latched %q sdp %q", st.Caller.Latched, st.Caller.SDPAddr)
 	}
 	if st.Callee.Lost != 0 || st.Callee.Expected != 2 {

@@ -25,6 +25,7 @@ type StreamState struct {
 // EndpointState is one side of a stream: its RTP port (RTCP is +1).
 type EndpointState struct {
 	Port        int    `json:"port"`
+	SDP         string `json:"sdp,omitempty"`
 	Hint        string `json:"hint,omitempty"`
 	RTCPHint    string `json:"rtcp_hint,omitempty"`
 	Latched     string `json:"latched,omitempty"`
@@ -53,6 +54,9 @@ func (e *endpoint) state(rtcp *endpoint) EndpointState {
 	es := EndpointState{Port: e.port, Symmetric: e.symmetric.Load(), RTCPMux: e.mux.Load()}
 	if h := e.hint.Load(); h != nil {
 		es.Hint = h.String()
+	}
+	if a := e.sdp.Load(); a != nil {
+		es.SDP = a.String()
 	}
 	if h := rtcp.hint.Load(); h != nil {
 		es.RTCPHint = h.String()
@@ -100,6 +104,9 @@ func (r *Relay) Restore(id string, st SessionState) (*Session, error) {
 			eps[i][0] = &endpoint{conn: rtp, port: es.Port, rtp: true, sess: s}
 			eps[i][1] = &endpoint{conn: rtcp, port: es.Port + 1, sess: s}
 			restoreEndpoint(eps[i][0], es.Hint, es.Latched, es.Symmetric, now)
+			if a, err := netip.ParseAddrPort(es.SDP); err == nil {
+				eps[i][0].sdp.Store(&a)
+			}
 			restoreEndpoint(eps[i][1], es.RTCPHint, es.RTCPLatched, es.Symmetric, now)
 			eps[i][0].stats.d.clockRate = es.ClockRate
 			eps[i][0].mux.Store(es.RTCPMux)

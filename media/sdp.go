@@ -30,6 +30,9 @@ type StreamInfo struct {
 	// else the RFC 3551 static table, else 8000 for audio, 90000 for video
 	// and 0 for other media (e.g. T.38 m=image).
 	ClockRate uint32
+	// Target is where to send before the side latches, when the relay's
+	// user knows better than Addr (a UA behind NAT); zero = Addr.
+	Target netip.Addr
 }
 
 // SDPInfo is what the relay needs to know of an SDP.

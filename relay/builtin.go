@@ -77,7 +77,7 @@ func (b *Builtin) apply(r *Request, answer bool) (*Reply, error) {
 				continue
 			}
 			if send.SIPSource || (!send.TrustAddress && behindNAT(a, r.Source.Addr())) {
-				info.Streams[i].Addr = r.Source.Addr()
+				info.Streams[i].Target = r.Source.Addr()
 			}
 		}
 	}

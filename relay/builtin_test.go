@@ -88,8 +88,11 @@ func TestBuiltinNATHint(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := st.Streams[0].Caller.SDPAddr; got != tc.want {
+		if got := st.Streams[0].Caller.Target; got != tc.want {
 			t.Errorf("flags %q: caller's target %s, want %s", tc.flags, got, tc.want)
+		}
+		if got := st.Streams[0].Caller.SDPAddr; got != "192.168.1.50:4000" {
+			t.Errorf("flags %q: SDP address reported as %s", tc.flags, got)
 		}
 	}
 }

@@ -104,8 +104,9 @@ type Store struct {
 
 // API is the [api] table.
 type API struct {
-	Listen string `toml:"listen"`
-	Token  string `toml:"token"`
+	Listen  string `toml:"listen"`
+	Token   string `toml:"token"`
+	Webhook string `toml:"webhook"`
 }
 
 // Log is the [log] table.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"path"
 	"slices"
 	"strconv"
@@ -250,6 +251,12 @@ func (c *Config) validate(lines positions, file string) error {
 			bad("api.listen", "%q: bad port %q", c.API.Listen, p)
 		} else if !IsLoopbackListen(c.API.Listen) && c.API.Token == "" {
 			bad("api.listen", "%q is not loopback: set api.token so that the API is not open to anyone", c.API.Listen)
+		}
+	}
+
+	if wh := c.API.Webhook; wh != "" {
+		if u, err := url.Parse(wh); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("api.webhook", "%q is not an http(s) URL", wh)
 		}
 	}
 

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sipanchor/relay"
@@ -75,6 +76,26 @@ type Config struct {
 	// DB keeps confirmed dialogs across restarts and the call records;
 	// nil keeps nothing.
 	DB *sql.DB
+	// OnEvent, if set, is told of every call's start, answer and end and of
+	// media timeouts, in order for each call. It must not block.
+	OnEvent func(Event)
+}
+
+// Event is a call event for the control plane (SSE, webhooks).
+type Event struct {
+	Type   string    `json:"type"` // call.start, call.answer, call.end, media.timeout
+	CallID string    `json:"call_id"`
+	Time   time.Time `json:"time"`
+	Caller string    `json:"caller,omitempty"`
+	Callee string    `json:"callee,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+	// Engaged: the call's media is anchored.
+	Engaged bool `json:"engaged"`
+}
+
+// Counters are the dialog layer's totals since start.
+type Counters struct {
+	Answered, Unanswered, MediaTimeouts uint64
 }
 
 // Party is one end of a dialog as the proxy saw it: what is needed to send
@@ -107,6 +128,9 @@ type Manager struct {
 	mu      sync.Mutex
 	dialogs map[string]*Dialog
 	wg      sync.WaitGroup
+
+	answered, unanswered, timeouts atomic.Uint64
+	disabled                       atomic.Bool // relay node disabled: new calls are not engaged
 
 	writes    chan dbWrite // to the store writer; nil without a DB
 	flushed   chan struct{}
@@ -264,6 +288,9 @@ func (m *Manager) Begin(in InviteInfo) *Dialog {
 	case EngageNAT:
 		d.Engaged = in.NAT
 	}
+	if m.disabled.Load() {
+		d.Engaged = false
+	}
 	d.lateOffer = len(in.SDP) == 0
 	if d.lateOffer {
 		// The 2xx will offer, the ACK answer.
@@ -271,7 +298,26 @@ func (m *Manager) Begin(in InviteInfo) *Dialog {
 	}
 	m.dialogs[k] = d
 	d.log.Info("dialog started", "engaged", d.Engaged, "late_offer", d.lateOffer)
+	m.emit(d, "call.start", "")
 	return d
+}
+
+func (m *Manager) emit(d *Dialog, typ, reason string) {
+	if m.cfg.OnEvent != nil {
+		m.cfg.OnEvent(Event{Type: typ, CallID: d.CallID, Time: time.Now(), Caller: d.Caller.URI, Callee: d.Callee.URI, Reason: reason, Engaged: d.Engaged})
+	}
+}
+
+// SetDisabled stops (or resumes) engaging new calls: the relay node is
+// drained while calls in progress keep their sessions.
+func (m *Manager) SetDisabled(off bool) { m.disabled.Store(off) }
+
+// Disabled reports whether new calls are engaged.
+func (m *Manager) Disabled() bool { return m.disabled.Load() }
+
+// Counters reads the totals.
+func (m *Manager) Counters() Counters {
+	return Counters{Answered: m.answered.Load(), Unanswered: m.unanswered.Load(), MediaTimeouts: m.timeouts.Load()}
 }
 
 func (d *Dialog) req(branch string, from relay.Leg, sdp []byte) *relay.Request {
@@ -392,6 +438,7 @@ func (d *Dialog) Confirm(ctx context.Context, branch string, callee Party, calle
 	}
 	d.m.persist(d)
 	d.log.Info("dialog confirmed", "branch", branch, "engaged", d.Engaged)
+	d.m.emit(d, "call.answer", "")
 }
 
 // Fail ends an early dialog whose INVITE got no 2xx. Call locked.
@@ -576,6 +623,16 @@ func (m *Manager) finish(d *Dialog, reason string) {
 	}
 	m.recordCall(d, reason, stats)
 	m.remove(d)
+	if d.Answered.IsZero() {
+		m.unanswered.Add(1)
+	} else {
+		m.answered.Add(1)
+	}
+	if reason == "media timeout" {
+		m.timeouts.Add(1)
+		m.emit(d, "media.timeout", reason)
+	}
+	m.emit(d, "call.end", reason)
 	d.log.Info("dialog ended", "reason", reason, "duration", time.Since(d.Created).Round(time.Millisecond))
 }
 

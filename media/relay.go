@@ -54,6 +54,7 @@ type Relay struct {
 	closed   bool
 
 	exhausted atomic.Int64 // allocations refused for lack of ports
+	ended     Totals       // counters of ended sessions (under mu)
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -396,6 +397,8 @@ func (s *Session) end(why error) *Stats {
 	if s.r.sessions[s.id] == s {
 		delete(s.r.sessions, s.id)
 	}
+	s.r.ended.add(st)
+	s.r.ended.Sessions++
 	s.r.mu.Unlock()
 	close(s.done)
 	st.Ended = time.Now()
@@ -435,4 +438,37 @@ func (s *Session) Stats() *Stats {
 			CallerRTCP: st.a[1].snapshot(), CalleeRTCP: st.b[1].snapshot()})
 	}
 	return out
+}
+
+// Totals are counters over the relay's whole life.
+type Totals struct {
+	Packets, Bytes    uint64 // forwarded (counted once, as sent)
+	Strangers, Unsent uint64 // dropped
+	Sessions          uint64 // sessions ended
+}
+
+// Totals adds the live sessions' counters to those of ended ones.
+func (r *Relay) Totals() Totals {
+	r.mu.Lock()
+	t := r.ended
+	live := make([]*Session, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		live = append(live, s)
+	}
+	r.mu.Unlock()
+	for _, s := range live {
+		t.add(s.Stats())
+	}
+	return t
+}
+
+func (t *Totals) add(st *Stats) {
+	for _, x := range st.Streams {
+		for _, e := range []EndpointStats{x.Caller, x.Callee, x.CallerRTCP, x.CalleeRTCP} {
+			t.Packets += e.PacketsOut
+			t.Bytes += e.BytesOut
+			t.Strangers += e.Strangers
+			t.Unsent += e.Unsent
+		}
+	}
 }

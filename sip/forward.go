@@ -132,6 +132,7 @@ func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []tar
 				p.respondUp(stx, up, log)
 				if !answered {
 					answered = true
+					p.metrics.final(string(req.Method), res.StatusCode, time.Since(start))
 					log.Info("sip", "status", res.StatusCode, "peer", req.Source(), "target", b.t.String(), "branches", len(branches), "ms", time.Since(start).Milliseconds())
 				}
 				if req.IsInvite() {
@@ -174,6 +175,7 @@ func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []tar
 		log.Debug("final response not sent", "status", best.StatusCode, "err", err)
 		return
 	}
+	p.metrics.final(string(req.Method), best.StatusCode, time.Since(start))
 	log.Info("sip", "status", best.StatusCode, "peer", req.Source(), "branches", len(branches), "ms", time.Since(start).Milliseconds())
 }
 

@@ -237,3 +237,13 @@ func (l *Location) keepaliveResult(aor, contact string, answered bool) int {
 	}
 	return 0
 }
+
+// RemoveAOR deletes every binding of an AOR; it returns how many.
+func (l *Location) RemoveAOR(ctx context.Context, aor string) (int, error) {
+	n := 0
+	_, err := l.update(ctx, aor, func(bs []*Binding) ([]*Binding, error) {
+		n = len(bs)
+		return nil, nil
+	})
+	return n, err
+}

@@ -55,6 +55,7 @@ type Proxy struct {
 	dialogs *dialog.Manager
 
 	malformed atomic.Int64 // datagrams dropped or answered 400 before the transaction layer
+	metrics   *Metrics
 	wg        sync.WaitGroup
 }
 
@@ -65,7 +66,7 @@ const timerC = 3 * time.Minute
 // a proxy ready to Serve.
 func New(ctx context.Context, o Options) (*Proxy, error) {
 	cfg := o.Config
-	p := &Proxy{cfg: cfg, log: o.Log, self: map[string]bool{}, domains: map[string]bool{}, dialogs: o.Dialogs}
+	p := &Proxy{cfg: cfg, log: o.Log, self: map[string]bool{}, domains: map[string]bool{}, dialogs: o.Dialogs, metrics: newMetrics()}
 	if p.dialogs != nil {
 		p.dialogs.SetEnder(p.endDialog)
 	}
@@ -166,6 +167,9 @@ func (p *Proxy) Addrs() []string {
 
 // Location is the registrar's binding table.
 func (p *Proxy) Location() *Location { return p.loc }
+
+// Metrics are the proxy's counters.
+func (p *Proxy) Metrics() *Metrics { return p.metrics }
 
 // Serve runs the listeners, the binding expiry sweeper and the NAT
 // keepalives until ctx ends, then closes everything it opened.
@@ -307,6 +311,7 @@ func (p *Proxy) isLocalDomain(u sip.Uri) bool {
 
 // handle is every request's entry point (sipgo gives each its goroutine).
 func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
+	p.metrics.request(string(req.Method))
 	if err := checkRequest(req); err != nil {
 		// Datagrams were checked before; this is TCP.
 		p.malformed.Add(1)
@@ -421,6 +426,9 @@ func (p *Proxy) respond(req *sip.Request, tx sip.ServerTransaction, res *sip.Res
 	if err := tx.Respond(res); err != nil {
 		p.log.Warn("sending response failed", "method", string(req.Method), "call_id", callID(req), "status", res.StatusCode, "peer", req.Source(), "err", err)
 		return
+	}
+	if res.StatusCode >= 200 {
+		p.metrics.final(string(req.Method), res.StatusCode, 0) // answered at once
 	}
 	p.log.Info("sip", "method", string(req.Method), "call_id", callID(req), "status", res.StatusCode, "peer", req.Source())
 }

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"sipanchor/cmd/sipanchor/control"
 	"sipanchor/config"
 	"sipanchor/dialog"
 	"sipanchor/media"
@@ -80,7 +81,7 @@ func relaySettings(cfg *config.Config) (caller, callee relay.LegFlags, engage di
 
 // newMedia builds the builtin relay and the dialog layer from [media] and
 // [relay] (already checked by loadConfig).
-func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger) (*media.Relay, *dialog.Manager, error) {
+func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dialog.Event)) (*media.Relay, *dialog.Manager, error) {
 	caller, callee, engage, err := relaySettings(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -99,6 +100,7 @@ func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger) (*media.Relay, *
 	}
 	d := dialog.NewManager(relay.NewBuiltin(rl), dialog.Config{
 		Engage: engage, Caller: caller, Callee: callee, Lifetime: cfg.Relay.Lifetime.Duration, Log: log, DB: db,
+		OnEvent: onEvent,
 	})
 	return rl, d, nil
 }
@@ -173,7 +175,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-	rl, dialogs, err := newMedia(cfg, db, log)
+	events := control.NewEvents(cfg.API.Webhook, log)
+	defer events.Close()
+	rl, dialogs, err := newMedia(cfg, db, log, func(e dialog.Event) { events.Publish(control.FromDialog(e)) })
 	if err != nil {
 		return err
 	}
@@ -194,7 +198,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			_ = p.Serve(cancelled) // releases the SIP sockets
 			return fmt.Errorf("api listen: %w", err)
 		}
-		api = &http.Server{Handler: newAPI(cfg, p, rl, dialogs, log), ReadHeaderTimeout: 5 * time.Second}
+		api = &http.Server{Handler: control.Handler(control.Deps{
+			Version: version, Token: cfg.API.Token, Proxy: p, Dialogs: dialogs, Relay: rl, Events: events, Log: log,
+		}), ReadHeaderTimeout: 5 * time.Second}
 		log.Info("api listening", "addr", ln.Addr().String())
 		go func() {
 			if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -210,7 +216,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if api != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_ = api.Shutdown(sctx)
+		_ = api.Shutdown(sctx) // an open event stream is cut at the deadline
+		api.Close()
 	}
 	log.Info("sipanchor stopped")
 	return err

@@ -1,0 +1,103 @@
+package control
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"sipanchor/sip"
+)
+
+// metrics writes the Prometheus text exposition format (version 0.0.4).
+// Every metric is documented by its HELP line.
+func (a *api) metrics(w http.ResponseWriter, r *http.Request) {
+	var b strings.Builder
+	metric := func(name, typ, help string) {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+	}
+	value := func(name string, labels []string, v float64) {
+		b.WriteString(name)
+		if len(labels) > 0 {
+			b.WriteString("{")
+			for i := 0; i+1 < len(labels); i += 2 {
+				if i > 0 {
+					b.WriteString(",")
+				}
+				fmt.Fprintf(&b, "%s=%q", labels[i], labels[i+1])
+			}
+			b.WriteString("}")
+		}
+		b.WriteString(" ")
+		b.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
+		b.WriteString("\n")
+	}
+
+	c := a.Dialogs.Counters()
+	metric("sipanchor_calls_active", "gauge", "Dialogs tracked now (early and confirmed).")
+	value("sipanchor_calls_active", nil, float64(a.Dialogs.Count()))
+	metric("sipanchor_calls_total", "counter", "Calls ended, by outcome: answered or not.")
+	value("sipanchor_calls_total", []string{"outcome", "answered"}, float64(c.Answered))
+	value("sipanchor_calls_total", []string{"outcome", "unanswered"}, float64(c.Unanswered))
+	metric("sipanchor_media_timeouts_total", "counter", "Calls ended because their media stopped.")
+	value("sipanchor_media_timeouts_total", nil, float64(c.MediaTimeouts))
+
+	metric("sipanchor_registrations", "gauge", "Live registrar bindings.")
+	value("sipanchor_registrations", nil, float64(len(a.Proxy.Location().All(time.Now()))))
+
+	used, total := a.Relay.PortPairs()
+	metric("sipanchor_relay_sessions", "gauge", "Relay sessions (one per anchored branch).")
+	value("sipanchor_relay_sessions", nil, float64(a.Relay.Count()))
+	metric("sipanchor_relay_port_pairs", "gauge", "RTP/RTCP port pairs, by state.")
+	value("sipanchor_relay_port_pairs", []string{"state", "used"}, float64(used))
+	value("sipanchor_relay_port_pairs", []string{"state", "free"}, float64(total-used))
+	t := a.Relay.Totals()
+	metric("sipanchor_relay_packets_total", "counter", "RTP and RTCP packets relayed.")
+	value("sipanchor_relay_packets_total", nil, float64(t.Packets))
+	metric("sipanchor_relay_bytes_total", "counter", "RTP and RTCP bytes relayed (UDP payload).")
+	value("sipanchor_relay_bytes_total", nil, float64(t.Bytes))
+	metric("sipanchor_relay_dropped_total", "counter", "Packets not relayed: from a stranger to a latched port, or with no known destination.")
+	value("sipanchor_relay_dropped_total", []string{"reason", "stranger"}, float64(t.Strangers))
+	value("sipanchor_relay_dropped_total", []string{"reason", "no_destination"}, float64(t.Unsent))
+
+	m := a.Proxy.Metrics().Snapshot()
+	metric("sipanchor_sip_requests_total", "counter", "SIP requests received, by method.")
+	for _, k := range sorted(m.Requests) {
+		value("sipanchor_sip_requests_total", []string{"method", k}, float64(m.Requests[k]))
+	}
+	metric("sipanchor_sip_responses_total", "counter", "Final SIP responses sent for requests received, by method and status.")
+	keys := make([][2]string, 0, len(m.Responses))
+	for k := range m.Responses {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y [2]string) int { return strings.Compare(x[0]+x[1], y[0]+y[1]) })
+	for _, k := range keys {
+		value("sipanchor_sip_responses_total", []string{"method", k[0], "status", k[1]}, float64(m.Responses[k]))
+	}
+	metric("sipanchor_sip_transaction_seconds", "histogram", "Time from a request's arrival to its final response, by method.")
+	for _, method := range sorted(m.Tx) {
+		h := m.Tx[method]
+		for i, le := range sip.TxBuckets {
+			value("sipanchor_sip_transaction_seconds_bucket", []string{"method", method, "le", strconv.FormatFloat(le, 'g', -1, 64)}, float64(h.Cumulative[i]))
+		}
+		value("sipanchor_sip_transaction_seconds_bucket", []string{"method", method, "le", "+Inf"}, float64(h.Cumulative[len(sip.TxBuckets)]))
+		value("sipanchor_sip_transaction_seconds_sum", []string{"method", method}, h.Sum)
+		value("sipanchor_sip_transaction_seconds_count", []string{"method", method}, float64(h.Count))
+	}
+	metric("sipanchor_sip_malformed_total", "counter", "Messages rejected before the transaction layer.")
+	value("sipanchor_sip_malformed_total", nil, float64(a.Proxy.Malformed()))
+
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	_, _ = w.Write([]byte(b.String()))
+}
+
+func sorted[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}

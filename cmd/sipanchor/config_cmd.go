@@ -47,7 +47,10 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 // can be managed whether or not sipanchor is running (SQLite WAL lets both
 // use the file).
 func cmdCtl(args []string, stdout, stderr io.Writer) int {
-	if len(args) < 2 || args[0] != "user" {
+	if len(args) == 0 || args[0] != "user" {
+		return cmdCtlAPI(args, stdout, stderr)
+	}
+	if len(args) < 2 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}

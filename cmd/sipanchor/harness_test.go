@@ -66,6 +66,7 @@ type proxy struct {
 	cfgPath string
 	port    int // SIP, udp and tcp on 127.0.0.1
 	api     string
+	token   string
 	cmd     *exec.Cmd
 	log     *syncBuffer
 	done    chan error
@@ -89,7 +90,7 @@ func (s *syncBuffer) String() string {
 }
 
 // proxyConfig is the config the tests run with; extra is appended TOML.
-func proxyConfig(dir string, port, apiPort int, sipExtra, extra string) string {
+func proxyConfig(dir string, port, apiPort int, sipExtra, extra, token string) string {
 	// Short expiries for the tests, unless the test sets its own.
 	registrar := "\n[registrar]\nmin_expires = 1\n"
 	if strings.Contains(extra, "[registrar]") {
@@ -105,10 +106,11 @@ path = %[2]q
 
 [api]
 listen = "127.0.0.1:%[3]d"
+token = %[7]q
 
 [log]
 level = "debug"
-%[4]s`, port, filepath.Join(dir, "sipanchor.db"), apiPort, extra, registrar, sipExtra)
+%[4]s`, port, filepath.Join(dir, "sipanchor.db"), apiPort, extra, registrar, sipExtra, token)
 }
 
 // startProxy runs sipanchor with proxyConfig(extra) and waits until it
@@ -130,14 +132,25 @@ func startProxyOnPort(t *testing.T, port int, extra string) *proxy {
 	return startProxyFull(t, port, "", extra)
 }
 
+// startProxyWithAPIToken is startProxy with [api] token set.
+func startProxyWithAPIToken(t *testing.T, token string) *proxy {
+	t.Helper()
+	return startProxyToken(t, freePort(t), "", "", token)
+}
+
 func startProxyFull(t *testing.T, port int, sipExtra, extra string) *proxy {
 	t.Helper()
+	return startProxyToken(t, port, sipExtra, extra, "")
+}
+
+func startProxyToken(t *testing.T, port int, sipExtra, extra, token string) *proxy {
+	t.Helper()
 	dir := t.TempDir()
-	p := &proxy{t: t, dir: dir, port: port}
+	p := &proxy{t: t, dir: dir, port: port, token: token}
 	apiPort := freePort(t)
 	p.api = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 	p.cfgPath = filepath.Join(dir, "sipanchor.toml")
-	if err := os.WriteFile(p.cfgPath, []byte(proxyConfig(dir, p.port, apiPort, sipExtra, extra)), 0o644); err != nil {
+	if err := os.WriteFile(p.cfgPath, []byte(proxyConfig(dir, p.port, apiPort, sipExtra, extra, token)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p.start()
@@ -164,7 +177,11 @@ func (p *proxy) start() {
 			t.Fatalf("sipanchor exited at start: %v\n%s", err, p.log.String())
 		default:
 		}
-		if resp, err := http.Get(p.api + "/api/v1/health"); err == nil {
+		req, _ := http.NewRequest("GET", p.api+"/api/v1/health", nil)
+		if p.token != "" {
+			req.Header.Set("Authorization", "Bearer "+p.token)
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return

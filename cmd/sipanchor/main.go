@@ -25,6 +25,8 @@ const usage = `usage:
   sipanchor serve [-c FILE]            run the proxy (embedded defaults without -c)
   sipanchor config check -c FILE       validate FILE and exit
   sipanchor config defaults            print the default configuration
+  sipanchor ctl [--api URL] [--token T] [--json] sessions|session CALLID|update CALLID|teardown CALLID|
+                registrations|unregister AOR|relays|relay enable|disable NODE|reload|stats
   sipanchor ctl user add USER@DOMAIN PASSWORD [-c FILE]
   sipanchor ctl user del USER@DOMAIN [-c FILE]
   sipanchor ctl user list [-c FILE]

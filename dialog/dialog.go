@@ -187,6 +187,9 @@ type Dialog struct {
 	accepted  [2][]byte            // last SDP of each side that was part of a completed offer/answer
 	pending   map[string]*exchange // offer/answer exchanges in progress, by transaction
 	ended     bool
+	offset    [2]uint32 // added to CSeqs from caller, callee (requests we sent in their name)
+	moves     int
+	moving    bool
 }
 
 // exchange is one offer/answer in progress (RFC 3264): who sent the

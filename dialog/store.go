@@ -47,6 +47,8 @@ type record struct {
 	Answered time.Time         `json:"answered"`
 	Flags    [2]relay.LegFlags `json:"flags"`
 	Accepted [2][]byte         `json:"accepted"`
+	Offset   [2]uint32         `json:"offset,omitempty"`
+	Moves    int               `json:"moves,omitempty"`
 	Media    json.RawMessage   `json:"media,omitempty"`
 }
 
@@ -159,7 +161,7 @@ func (m *Manager) persist(d *Dialog) {
 		return
 	}
 	rec := record{CallID: d.CallID, Caller: d.Caller, Callee: d.Callee, Branch: d.Branch, Engaged: d.Engaged,
-		Created: d.Created, Answered: d.Answered, Flags: d.flags, Accepted: d.accepted}
+		Created: d.Created, Answered: d.Answered, Flags: d.flags, Accepted: d.accepted, Offset: d.offset, Moves: d.moves}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if p, ok := m.engine.(relay.Persister); ok && d.Engaged && d.session != nil {
@@ -221,6 +223,7 @@ func (m *Manager) Load(ctx context.Context) (int, error) {
 			m: m, log: m.log.With("call_id", rec.CallID), CallID: rec.CallID, State: StateConfirmed, Engaged: rec.Engaged,
 			Caller: rec.Caller, Callee: rec.Callee, Branch: rec.Branch, Created: rec.Created, Answered: rec.Answered,
 			flags: rec.Flags, accepted: rec.Accepted, branches: map[string]bool{}, pending: map[string]*exchange{},
+			offset: rec.Offset, moves: rec.Moves,
 		}
 		if p, ok := m.engine.(relay.Persister); ok && rec.Engaged && len(rec.Media) > 0 {
 			s, err := p.Import(ctx, d.req(d.Branch, relay.Caller, nil).Key, rec.Media)

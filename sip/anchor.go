@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"time"
@@ -22,8 +23,24 @@ type anchor struct {
 	initial bool      // the dialog-creating INVITE
 	from    relay.Leg // in-dialog: who sent the request
 	method  string
-	cseq    uint32
+	cseq    uint32 // as the other side sees it (translated)
+	orig    uint32 // as the sender wrote it
 	offer   []byte // the initial INVITE's SDP as received
+}
+
+// translate sets a forwarded request's CSeq to what the other side
+// expects (after requests sipanchor sent in the sender's name).
+func (a *anchor) translate(r *sip.Request) {
+	if a != nil && !a.initial && a.cseq != a.orig {
+		r.CSeq().SeqNo = a.cseq
+	}
+}
+
+// restore puts the sender's CSeq back into a response relayed to it.
+func (a *anchor) restore(up *sip.Response) {
+	if a != nil && !a.initial && a.cseq != a.orig && up.CSeq() != nil {
+		up.CSeq().SeqNo = a.orig
+	}
 }
 
 // engage runs the request-side hooks before req is forwarded. It returns
@@ -65,7 +82,8 @@ func (p *Proxy) engage(req *sip.Request) (*anchor, int, string) {
 	}
 	method := string(req.Method)
 	d.Lock()
-	body, err := d.Request(ctx, leg, method, cseq, req.Body())
+	fwd := d.ForwardCSeq(leg, cseq)
+	body, err := d.Request(ctx, leg, method, fwd, req.Body())
 	d.Unlock()
 	if err != nil {
 		code, reason := relayStatus(err)
@@ -73,10 +91,7 @@ func (p *Proxy) engage(req *sip.Request) (*anchor, int, string) {
 		return nil, code, reason
 	}
 	setBody(req, body)
-	if method != "INVITE" && method != "UPDATE" {
-		return nil, 0, ""
-	}
-	return &anchor{d: d, from: leg, method: method, cseq: cseq}, 0, ""
+	return &anchor{d: d, from: leg, method: method, cseq: fwd, orig: cseq}, 0, ""
 }
 
 // contactHolder lets addAlias work on a lone Contact header.
@@ -218,7 +233,7 @@ func (p *Proxy) routesToCallee(res *sip.Response) []string {
 
 // ackHook applies an ACK's SDP (the answer to an offer made in a 2xx).
 func (p *Proxy) ackHook(req *sip.Request) {
-	if p.dialogs == nil || len(req.Body()) == 0 {
+	if p.dialogs == nil {
 		return
 	}
 	fromTag, _ := req.From().Params.Get("tag")
@@ -228,8 +243,17 @@ func (p *Proxy) ackHook(req *sip.Request) {
 		return
 	}
 	d.Lock()
-	body, err := d.Ack(context.Background(), leg, req.CSeq().SeqNo, req.Body())
+	fwd := d.ForwardCSeq(leg, req.CSeq().SeqNo)
+	var body []byte
+	var err error
+	if len(req.Body()) > 0 {
+		body, err = d.Ack(context.Background(), leg, fwd, req.Body())
+	}
 	d.Unlock()
+	req.CSeq().SeqNo = fwd
+	if len(req.Body()) == 0 {
+		return
+	}
 	if err != nil {
 		p.log.Warn("relay answer in ACK failed; SDP passed on unchanged", "call_id", callID(req), "err", err)
 		return
@@ -278,36 +302,29 @@ func (p *Proxy) endDialog(ctx context.Context, e dialog.Ending) {
 }
 
 func (p *Proxy) sendBye(ctx context.Context, cid string, to, from dialog.Party, reason string) (int, error) {
-	var ruri sip.Uri
-	if err := sip.ParseUri(to.Contact, &ruri); err != nil {
-		return 0, err
-	}
-	bye := sip.NewRequest(sip.BYE, ruri)
-	for _, r := range to.Routes {
-		bye.AppendHeader(sip.NewHeader("Route", r))
-	}
-	mf := sip.MaxForwardsHeader(70)
-	bye.AppendHeader(&mf)
-	bye.AppendHeader(sip.NewHeader("From", from.URI+";tag="+from.Tag))
-	bye.AppendHeader(sip.NewHeader("To", to.URI+";tag="+to.Tag))
-	c := sip.CallIDHeader(cid)
-	bye.AppendHeader(&c)
-	bye.AppendHeader(&sip.CSeqHeader{SeqNo: from.CSeq + 1, MethodName: sip.BYE})
-	bye.AppendHeader(sip.NewHeader("Reason", `SIP;cause=200;text="`+strings.ReplaceAll(reason, `"`, "")+`"`))
-	bye.SetBody(nil)
-	// Re-parse so that the header objects are typed (From/To/Route).
-	m, err := sip.ParseMessage([]byte(bye.String()))
+	res, err := p.sendInDialog(ctx, sip.BYE, cid, to, from, from.CSeq+1,
+		[]string{"Reason", `SIP;cause=200;text="` + strings.ReplaceAll(reason, `"`, "") + `"`}, nil)
 	if err != nil {
 		return 0, err
 	}
-	bye = m.(*sip.Request)
-	ts, status, why := p.targets(bye)
+	return res.StatusCode, nil
+}
+
+// sendInDialog sends a request of sipanchor's own inside a dialog, to
+// party `to` in the name of `from`: along to's route set, to the address
+// its packets come from, and waits for the final response.
+func (p *Proxy) sendInDialog(ctx context.Context, method sip.RequestMethod, cid string, to, from dialog.Party, cseq uint32, headers []string, body []byte) (*sip.Response, error) {
+	req, err := inDialogRequest(method, cid, to, from, cseq, headers, body)
+	if err != nil {
+		return nil, err
+	}
+	ts, status, why := p.targets(req)
 	if status != 0 {
-		return 0, errors.New(why)
+		return nil, errors.New(why)
 	}
-	b, err := p.startBranch(bye, nil, ts[0], branchPrefix+"bye."+randHex(8), nil)
+	b, err := p.startBranch(req, nil, ts[0], branchPrefix+strings.ToLower(string(method))+"."+randHex(8), nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer b.tx.Terminate()
 	timer := time.NewTimer(32 * time.Second)
@@ -316,14 +333,117 @@ func (p *Proxy) sendBye(ctx context.Context, cid string, to, from dialog.Party, 
 		select {
 		case res := <-b.tx.Responses():
 			if res.StatusCode >= 200 {
-				return res.StatusCode, nil
+				if method == sip.INVITE && res.IsSuccess() {
+					p.sendAck(b, res)
+				}
+				return res, nil
 			}
 		case <-b.tx.Done():
-			return 0, b.tx.Err()
+			return nil, b.tx.Err()
 		case <-timer.C:
-			return 0, errors.New("no final response")
+			return nil, errors.New("no final response")
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
+}
+
+// inDialogRequest builds a request from `from` to `to` in dialog cid.
+func inDialogRequest(method sip.RequestMethod, cid string, to, from dialog.Party, cseq uint32, headers []string, body []byte) (*sip.Request, error) {
+	var ruri sip.Uri
+	if err := sip.ParseUri(to.Contact, &ruri); err != nil {
+		return nil, err
+	}
+	r := sip.NewRequest(method, ruri)
+	for _, rt := range to.Routes {
+		r.AppendHeader(sip.NewHeader("Route", rt))
+	}
+	mf := sip.MaxForwardsHeader(70)
+	r.AppendHeader(&mf)
+	r.AppendHeader(sip.NewHeader("From", from.URI+";tag="+from.Tag))
+	r.AppendHeader(sip.NewHeader("To", to.URI+";tag="+to.Tag))
+	c := sip.CallIDHeader(cid)
+	r.AppendHeader(&c)
+	r.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: method})
+	if method == sip.INVITE && from.Contact != "" {
+		r.AppendHeader(sip.NewHeader("Contact", "<"+from.Contact+">"))
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		r.AppendHeader(sip.NewHeader(headers[i], headers[i+1]))
+	}
+	if len(body) > 0 {
+		r.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	}
+	r.SetBody(body)
+	// Re-parse so that the header objects are typed (From/To/Route).
+	m, err := sip.ParseMessage([]byte(r.String()))
+	if err != nil {
+		return nil, err
+	}
+	return m.(*sip.Request), nil
+}
+
+// sendAck acknowledges a 2xx to an INVITE sipanchor sent itself.
+func (p *Proxy) sendAck(b *branch, res *sip.Response) {
+	ack := b.req.Clone()
+	ack.Method = sip.ACK
+	ack.RemoveHeader("Via")
+	ack.RemoveHeader("Content-Type")
+	ack.SetBody(nil)
+	ack.CSeq().MethodName = sip.ACK
+	ack.ReplaceHeader(sip.HeaderClone(res.To()))
+	p.addVia(ack, b.out, b.t, branchPrefix+"ack."+randHex(8))
+	if err := p.cli.WriteRequest(ack, prebuilt); err != nil {
+		p.log.Warn("ACK not sent", "call_id", callID(res), "err", err)
+	}
+}
+
+// Move re-anchors a call (rtp_relay_update): a new relay session on new
+// ports, a re-INVITE to each end with SDP pointing at it, and the old
+// session deleted once both accepted. flags, if not nil, replace the legs'.
+func (p *Proxy) Move(ctx context.Context, callID string, flags *[2]relay.LegFlags) error {
+	if p.dialogs == nil {
+		return errors.New("media anchoring is off")
+	}
+	ds := p.dialogs.ByCallID(callID)
+	if len(ds) == 0 {
+		return fmt.Errorf("call %s: %w", callID, ErrNoDialog)
+	}
+	d := ds[0]
+	mv, err := p.dialogs.BeginMove(ctx, d, flags)
+	if err != nil {
+		return err
+	}
+	type result struct {
+		sdp []byte
+		err error
+	}
+	send := func(ri dialog.Reinvite) result {
+		res, err := p.sendInDialog(ctx, sip.INVITE, callID, ri.To, ri.From, ri.CSeq, nil, ri.SDP)
+		switch {
+		case err != nil:
+			return result{err: err}
+		case !res.IsSuccess():
+			return result{err: fmt.Errorf("%d %s", res.StatusCode, res.Reason)}
+		case len(res.Body()) == 0:
+			return result{err: errors.New("2xx without SDP")}
+		}
+		return result{sdp: res.Body()}
+	}
+	calleeC, callerC := make(chan result, 1), make(chan result, 1)
+	go func() { calleeC <- send(mv.ToCallee) }()
+	go func() { callerC <- send(mv.ToCaller) }()
+	callee, caller := <-calleeC, <-callerC
+	ok := callee.err == nil && caller.err == nil
+	undo := p.dialogs.FinishMove(ctx, d, mv, ok, caller.sdp, callee.sdp)
+	for _, ri := range undo {
+		if r := send(ri); r.err != nil {
+			p.log.Warn("putting a side back after a failed move failed", "call_id", callID, "err", r.err)
+		}
+	}
+	if !ok {
+		return fmt.Errorf("move of %s failed: callee: %v, caller: %v", callID, callee.err, caller.err)
+	}
+	p.log.Info("call moved to new relay ports", "call_id", callID)
+	return nil
 }

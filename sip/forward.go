@@ -121,6 +121,7 @@ func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []tar
 				}
 				if res.StatusCode > 100 && !answered {
 					up := p.upstreamOf(res, b)
+					a.restore(up)
 					p.anchorResponse(a, b, res, up, req)
 					p.respondUp(stx, up, log)
 				}
@@ -128,6 +129,7 @@ func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []tar
 				b.done = true
 				pending--
 				up := p.upstreamOf(res, b)
+				a.restore(up)
 				p.anchorResponse(a, b, res, up, req)
 				p.respondUp(stx, up, log)
 				if !answered {
@@ -143,6 +145,7 @@ func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []tar
 				pending--
 				p.anchorResponse(a, b, res, nil, req)
 				up := upstream(res)
+				a.restore(up)
 				if res.StatusCode == sip.StatusServiceUnavailable {
 					// RFC 3261 §16.7 step 6: a 503 downstream is not ours to pass on.
 					up.StatusCode, up.Reason = sip.StatusInternalServerError, "Server Internal Error"
@@ -284,7 +287,7 @@ func (p *Proxy) startBranch(req *sip.Request, in *listener, t target, branchID s
 		m := sip.MaxForwardsHeader(70)
 		r.AppendHeader(&m)
 	}
-	if recordRoutes(r.Method) {
+	if recordRoutes(r.Method) && in != nil { // in is nil for requests of our own
 		rr := &sip.RecordRouteHeader{Address: in.rrURI()}
 		r.PrependHeader(rr)
 		if out != in {
@@ -296,6 +299,7 @@ func (p *Proxy) startBranch(req *sip.Request, in *listener, t target, branchID s
 	if c := r.Contact(); c != nil && r.Method != sip.REGISTER {
 		addAlias(r, req.Source(), strings.ToLower(req.Transport()))
 	}
+	a.translate(r)
 	if err := a.offerBranch(r, branchID); err != nil {
 		return nil, fmt.Errorf("%w: %w", errRelay, err)
 	}

@@ -336,3 +336,77 @@ func TestRelayDisableDrainsNewCalls(t *testing.T) {
 		t.Errorf("ctl relay enable: %v %s", err, out)
 	}
 }
+
+// TestCtlUpdateMovesMedia: `ctl update` re-anchors a live call. Both UAs
+// get a re-INVITE pointing at new relay ports and keep talking through
+// them; the old ports stop forwarding; and later in-dialog requests from
+// either UA still reach the other with a CSeq above the re-INVITE's.
+func TestCtlUpdateMovesMedia(t *testing.T) {
+	p := startProxy(t, "")
+	c := setupAnchoredCall(t, p)
+	c.twoWay(t, 'a')
+	oldAlice, oldBob := c.toAlice, c.toBob
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.ctl("update", c.dc.callID)
+		done <- err
+	}()
+	invB := c.bob.recv("re-INVITE (move)", isRequest("INVITE")).(*sip.Request)
+	invA := c.alice.recv("re-INVITE (move)", isRequest("INVITE")).(*sip.Request)
+	c.toBob, c.toAlice = mediaOf(t, invB.Body()), mediaOf(t, invA.Body())
+	if c.toBob == oldBob || c.toAlice == oldAlice {
+		t.Fatalf("re-INVITEs point at the old ports %s / %s", c.toBob, c.toAlice)
+	}
+	if tag, _ := invB.From().Params.Get("tag"); tag != c.dc.localTag {
+		t.Errorf("callee's re-INVITE From tag %q, want the caller's %q", tag, c.dc.localTag)
+	}
+	if tag, _ := invA.To().Params.Get("tag"); tag != c.dc.localTag {
+		t.Errorf("caller's re-INVITE To tag %q, want its own %q", tag, c.dc.localTag)
+	}
+	c.bob.respondSDP(invB, 200, "OK", sdpWith(c.bRTP.port(), ""))
+	c.alice.respondSDP(invA, 200, "OK", sdpWith(c.aRTP.port(), ""))
+	c.bob.recv("ACK of the move", isRequest("ACK"))
+	c.alice.recv("ACK of the move", isRequest("ACK"))
+	if err := <-done; err != nil {
+		t.Fatalf("ctl update: %v", err)
+	}
+	c.twoWay(t, 'n') // through the new ports
+	c.aRTP.sendTo(oldAlice, 'o')
+	c.bRTP.none('o', 300*time.Millisecond)
+	if relayPortsOpen(t, oldAlice, oldBob) != 0 {
+		t.Error("old relay ports still bound after the move")
+	}
+
+	// The callee saw the move as CSeq N from the caller: the caller's own
+	// next request must arrive above it, and its response come back with
+	// the caller's own number.
+	c.alice.requestBody(c.dc, "INVITE", sdpWith(c.aRTP.port(), ""))
+	re := c.bob.recv("caller's re-INVITE after the move", isRequest("INVITE")).(*sip.Request)
+	if re.CSeq().SeqNo <= invB.CSeq().SeqNo {
+		t.Errorf("caller's re-INVITE reached the callee with CSeq %d, not above the move's %d", re.CSeq().SeqNo, invB.CSeq().SeqNo)
+	}
+	c.bob.respondSDP(re, 200, "OK", sdpWith(c.bRTP.port(), ""))
+	ok := c.alice.recv("200", isResponse(200, "INVITE")).(*sip.Response)
+	if ok.CSeq().SeqNo != uint32(c.dc.cseq) {
+		t.Errorf("200 reached the caller with CSeq %d, it sent %d", ok.CSeq().SeqNo, c.dc.cseq)
+	}
+	c.alice.request(c.dc, "ACK")
+	ack := c.bob.recv("ACK", isRequest("ACK")).(*sip.Request)
+	if ack.CSeq().SeqNo != re.CSeq().SeqNo {
+		t.Errorf("ACK CSeq %d, its INVITE's %d", ack.CSeq().SeqNo, re.CSeq().SeqNo)
+	}
+	c.twoWay(t, 'q')
+	// And the callee hangs up: its BYE lands above the move's CSeq at the caller.
+	c.bob.request(c.dd, "BYE")
+	bye := c.alice.recv("BYE", isRequest("BYE")).(*sip.Request)
+	if bye.CSeq().SeqNo <= invA.CSeq().SeqNo {
+		t.Errorf("callee's BYE CSeq %d not above the move's %d", bye.CSeq().SeqNo, invA.CSeq().SeqNo)
+	}
+	c.alice.okTo(bye)
+	c.bob.recv("200 to BYE", isResponse(200, "BYE"))
+	time.Sleep(100 * time.Millisecond)
+	if h := p.health(); h["relay_sessions"] != 0 || h["dialogs"] != 0 {
+		t.Errorf("after BYE: %v", h)
+	}
+}

@@ -5,6 +5,7 @@
 package control
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -18,7 +19,6 @@ import (
 
 	"sipanchor/dialog"
 	"sipanchor/media"
-	"sipanchor/relay"
 	"sipanchor/sip"
 )
 
@@ -40,6 +40,8 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("GET /api/v1/health", a.health)
 	mux.HandleFunc("GET /api/v1/sessions", a.sessions)
 	mux.HandleFunc("GET /api/v1/sessions/{callid}", a.session)
+	mux.HandleFunc("POST /api/v1/sessions/{callid}/update", a.update)
+	mux.HandleFunc("POST /api/v1/sessions/update", a.updateAll)
 	mux.HandleFunc("DELETE /api/v1/dialogs/{callid}", a.teardown)
 	mux.HandleFunc("GET /api/v1/registrations", a.registrations)
 	mux.HandleFunc("DELETE /api/v1/registrations/{aor}", a.unregister)
@@ -202,4 +204,4 @@ func openFiles() int {
 	return len(es)
 }
 
-var _ = relay.Caller
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

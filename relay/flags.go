@@ -92,3 +92,45 @@ func ParseFlags(s string) (LegFlags, error) {
 	}
 	return f, nil
 }
+
+// String writes the flags back in rtpengine style, defaults left out.
+func (f LegFlags) String() string {
+	var s []string
+	if !f.Symmetric {
+		s = append(s, "asymmetric")
+	}
+	if f.SIPSource {
+		s = append(s, "SIP-source-address")
+	}
+	if f.TrustAddress {
+		s = append(s, "trust-address")
+	}
+	if f.ReplaceOrigin {
+		s = append(s, "replace-origin")
+	}
+	if f.ReplaceSessionConnection {
+		s = append(s, "replace-session-connection")
+	}
+	if f.MediaAddress.IsValid() {
+		s = append(s, "media-address="+f.MediaAddress.String())
+	}
+	if f.ICERemove {
+		s = append(s, "ICE=remove")
+	}
+	if f.RTCPMux != "" {
+		s = append(s, "rtcp-mux-"+f.RTCPMux)
+	}
+	if f.LoopProtect {
+		s = append(s, "loop-protect")
+	}
+	if f.InIface != "" {
+		s = append(s, "in-iface="+f.InIface)
+	}
+	if f.OutIface != "" {
+		s = append(s, "out-iface="+f.OutIface)
+	}
+	if len(s) == 0 {
+		return "symmetric"
+	}
+	return strings.Join(s, " ")
+}

@@ -69,3 +69,16 @@ func TestBehindNAT(t *testing.T) {
 		}
 	}
 }
+
+func TestFlagsRoundTrip(t *testing.T) {
+	for _, s := range []string{"symmetric", "asymmetric replace-origin ICE=remove", "SIP-source-address media-address=203.0.113.5 rtcp-mux-demux loop-protect"} {
+		f, err := ParseFlags(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := ParseFlags(f.String())
+		if err != nil || g != f {
+			t.Errorf("%q → %q → %+v (%v)", s, f.String(), g, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -294,17 +295,23 @@ func TestAPIAccessNeedsToken(t *testing.T) {
 func TestAPIErrors(t *testing.T) {
 	p := startProxy(t, "")
 	for _, tc := range []struct {
-		method, path string
-		want         int
+		method, path, body string
+		want               int
 	}{
-		{"GET", "/api/v1/sessions?colour=blue", 400},
-		{"GET", "/api/v1/sessions/unknown", 404},
-		{"DELETE", "/api/v1/dialogs/unknown", 404},
-		{"DELETE", "/api/v1/registrations/nobody@example.test", 404},
-		{"POST", "/api/v1/relays/elsewhere/disable", 404},
-		{"GET", "/api/v1/nothing", 404},
+		{"POST", "/api/v1/sessions/x/update", "{not json", 400},
+		{"POST", "/api/v1/sessions/x/update", `{"colour": "blue"}`, 400},
+		{"POST", "/api/v1/sessions/x/update", `{"caller_flags": "replace-orign"}`, 400},
+		{"POST", "/api/v1/sessions/x/update", `{"node": "elsewhere"}`, 400},
+		{"POST", "/api/v1/sessions/x/update", `{}`, 404},
+		{"POST", "/api/v1/sessions/update", `{"filter": {"colour": "blue"}}`, 400},
+		{"GET", "/api/v1/sessions?colour=blue", "", 400},
+		{"GET", "/api/v1/sessions/unknown", "", 404},
+		{"DELETE", "/api/v1/dialogs/unknown", "", 404},
+		{"DELETE", "/api/v1/registrations/nobody@example.test", "", 404},
+		{"POST", "/api/v1/relays/elsewhere/disable", "", 404},
+		{"GET", "/api/v1/nothing", "", 404},
 	} {
-		req, _ := http.NewRequest(tc.method, p.api+tc.path, nil)
+		req, _ := http.NewRequest(tc.method, p.api+tc.path, strings.NewReader(tc.body))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -313,7 +320,7 @@ func TestAPIErrors(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&e)
 		resp.Body.Close()
 		if resp.StatusCode != tc.want || e["error"] == "" {
-			t.Errorf("%s %s: %d %v, want %d with a JSON error", tc.method, tc.path, resp.StatusCode, e, tc.want)
+			t.Errorf("%s %s %s: %d %v, want %d with a JSON error", tc.method, tc.path, tc.body, resp.StatusCode, e, tc.want)
 		}
 	}
 }
@@ -349,7 +356,7 @@ func TestCtlUpdateMovesMedia(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() {
-		_, err := p.ctl("update", c.dc.callID)
+		_, err := p.ctl("update", c.dc.callID, "--callee-flags", "replace-origin")
 		done <- err
 	}()
 	invB := c.bob.recv("re-INVITE (move)", isRequest("INVITE")).(*sip.Request)
@@ -357,6 +364,9 @@ func TestCtlUpdateMovesMedia(t *testing.T) {
 	c.toBob, c.toAlice = mediaOf(t, invB.Body()), mediaOf(t, invA.Body())
 	if c.toBob == oldBob || c.toAlice == oldAlice {
 		t.Fatalf("re-INVITEs point at the old ports %s / %s", c.toBob, c.toAlice)
+	}
+	if !strings.Contains(string(invB.Body()), "o=- 1 1 IN IP4 127.0.0.1") {
+		t.Errorf("callee flags given to ctl update (replace-origin) not applied:\n%s", invB.Body())
 	}
 	if tag, _ := invB.From().Params.Get("tag"); tag != c.dc.localTag {
 		t.Errorf("callee's re-INVITE From tag %q, want the caller's %q", tag, c.dc.localTag)
@@ -372,6 +382,9 @@ func TestCtlUpdateMovesMedia(t *testing.T) {
 		t.Fatalf("ctl update: %v", err)
 	}
 	c.twoWay(t, 'n') // through the new ports
+	if out, err := p.ctl("--json", "sessions"); err != nil || !strings.Contains(out, `"flags": "replace-origin"`) {
+		t.Errorf("session does not show the callee's new flags: %v\n%s", err, out)
+	}
 	c.aRTP.sendTo(oldAlice, 'o')
 	c.bRTP.none('o', 300*time.Millisecond)
 	if relayPortsOpen(t, oldAlice, oldBob) != 0 {
@@ -408,5 +421,39 @@ func TestCtlUpdateMovesMedia(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if h := p.health(); h["relay_sessions"] != 0 || h["dialogs"] != 0 {
 		t.Errorf("after BYE: %v", h)
+	}
+}
+
+func TestWebhookReceivesEvents(t *testing.T) {
+	got := make(chan map[string]any, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev map[string]any
+		if json.NewDecoder(r.Body).Decode(&ev) == nil {
+			got <- ev
+		}
+	}))
+	defer srv.Close()
+	p := startProxy(t, "")
+	p.stop()
+	// Restart with the webhook set (the harness's [api] table takes it).
+	cfg, _ := os.ReadFile(p.cfgPath)
+	_ = os.WriteFile(p.cfgPath, []byte(strings.Replace(string(cfg), "[api]\n", "[api]\nwebhook = \""+srv.URL+"\"\n", 1)), 0o644)
+	p.start()
+	c := setupAnchoredCall(t, p)
+	c.alice.request(c.dc, "BYE")
+	c.bob.okTo(c.bob.recv("BYE", isRequest("BYE")))
+	c.alice.recv("200 to BYE", isResponse(200, "BYE"))
+	var types []string
+	timeout := time.After(3 * time.Second)
+	for len(types) < 3 {
+		select {
+		case ev := <-got:
+			types = append(types, fmt.Sprint(ev["type"]))
+		case <-timeout:
+			t.Fatalf("webhook got %v", types)
+		}
+	}
+	if strings.Join(types, ",") != "call.start,call.answer,call.end" {
+		t.Errorf("webhook events %v", types)
 	}
 }

@@ -19,7 +19,8 @@ import (
 const ctlUsage = `usage: sipanchor ctl [--api URL] [--token TOKEN] [--json] COMMAND
   sessions                 anchored calls with live counters
   session CALLID           one call: per-stream stats and a media diagnosis
-  update CALLID            re-anchor a call (new relay ports, re-INVITE to both ends)
+  update CALLID [--caller-flags F] [--callee-flags F]
+                           re-anchor a call (new relay ports, re-INVITE to both ends)
   teardown CALLID          end a call: BYE to both ends
   registrations            registrar bindings
   unregister AOR           remove an AOR's bindings
@@ -74,7 +75,18 @@ func cmdCtlAPI(args []string, stdout, stderr io.Writer) int {
 		if !ok {
 			return 2
 		}
-		method, path, body, show = "POST", "/api/v1/sessions/"+url.PathEscape(id)+"/update", map[string]any{}, showSession
+		uf := flag.NewFlagSet("ctl update", flag.ContinueOnError)
+		uf.SetOutput(stderr)
+		cf := uf.String("caller-flags", "", "new flags for the caller's leg (rtpengine style)")
+		ef := uf.String("callee-flags", "", "new flags for the callee's leg")
+		if err := uf.Parse(rest[2:]); err != nil {
+			return 2
+		}
+		req := map[string]any{}
+		uf.Visit(func(f *flag.Flag) {
+			req[strings.ReplaceAll(f.Name, "-", "_")] = map[string]*string{"caller-flags": cf, "callee-flags": ef}[f.Name]
+		})
+		method, path, body, show = "POST", "/api/v1/sessions/"+url.PathEscape(id)+"/update", req, showSession
 	case "teardown":
 		id, ok := arg(1, "CALLID")
 		if !ok {

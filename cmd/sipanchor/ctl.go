@@ -62,19 +62,18 @@ func cmdCtlAPI(args []string, stdout, stderr io.Writer) int {
 		show         func([]byte, io.Writer) error
 	)
 	switch rest[0] {
+	case "session", "update", "teardown":
+		if _, ok := arg(1, "CALLID"); !ok {
+			return 2
+		}
+	}
+	switch rest[0] {
 	case "sessions":
 		method, path, show = "GET", "/api/v1/sessions", showSessions
 	case "session":
-		id, ok := arg(1, "CALLID")
-		if !ok {
-			return 2
-		}
-		method, path, show = "GET", "/api/v1/sessions/"+url.PathEscape(id), showSession
+		method, path, show = "GET", "/api/v1/sessions/"+url.PathEscape(rest[1]), showSession
 	case "update":
-		id, ok := arg(1, "CALLID")
-		if !ok {
-			return 2
-		}
+		id := rest[1]
 		uf := flag.NewFlagSet("ctl update", flag.ContinueOnError)
 		uf.SetOutput(stderr)
 		cf := uf.String("caller-flags", "", "new flags for the caller's leg (rtpengine style)")
@@ -88,11 +87,7 @@ func cmdCtlAPI(args []string, stdout, stderr io.Writer) int {
 		})
 		method, path, body, show = "POST", "/api/v1/sessions/"+url.PathEscape(id)+"/update", req, showSession
 	case "teardown":
-		id, ok := arg(1, "CALLID")
-		if !ok {
-			return 2
-		}
-		method, path = "DELETE", "/api/v1/dialogs/"+url.PathEscape(id)
+		method, path = "DELETE", "/api/v1/dialogs/"+url.PathEscape(rest[1])
 	case "registrations":
 		method, path, show = "GET", "/api/v1/registrations", showTable("AOR", "CONTACT", "EXPIRES", "RECEIVED", "TRANSPORT", "NAT")
 	case "unregister":

@@ -25,24 +25,25 @@ func sippCmd(t *testing.T, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// TestSIPpCallsThroughProxy: a SIPp UAS registers, then a SIPp UAC places
-// calls to it through sipanchor; both must finish every call cleanly.
-func TestSIPpCallsThroughProxy(t *testing.T) {
-	p := startProxy(t, "")
+// sippCalls registers a SIPp UAS as service@ through p, then has a SIPp UAC
+// place calls to it with uacScenario; both must finish every call cleanly.
+// uasArgs and uacArgs are added to each SIPp's command line.
+func sippCalls(t *testing.T, p *proxy, service string, calls int, uasArgs []string, uacScenario string, uacArgs []string) {
+	t.Helper()
 	scen, _ := filepath.Abs("../../testdata/sipp")
 	proxy := fmt.Sprintf("127.0.0.1:%d", p.port)
 	uasPort, uacPort := strconv.Itoa(freePort(t)), strconv.Itoa(freePort(t))
-	const calls = "20"
+	n := strconv.Itoa(calls)
 
-	reg := sippCmd(t, "-sf", filepath.Join(scen, "register.xml"), proxy, "-s", "sippuas",
+	reg := sippCmd(t, "-sf", filepath.Join(scen, "register.xml"), proxy, "-s", service,
 		"-i", "127.0.0.6", "-p", uasPort, "-m", "1", "-timeout", "10s", "-nostdin")
 	if out, err := reg.CombinedOutput(); err != nil {
 		t.Fatalf("sipp register: %v\n%s", err, tail(string(out), 30))
 	}
 
 	var uasOut bytes.Buffer
-	uas := sippCmd(t, "-sf", filepath.Join(scen, "uas.xml"), "-i", "127.0.0.6", "-p", uasPort,
-		"-m", calls, "-timeout", "60s", "-nostdin")
+	uas := sippCmd(t, append([]string{"-sf", filepath.Join(scen, "uas.xml"), "-i", "127.0.0.6", "-p", uasPort,
+		"-m", n, "-timeout", "60s", "-nostdin"}, uasArgs...)...)
 	uas.Stdout, uas.Stderr = &uasOut, &uasOut
 	if err := uas.Start(); err != nil {
 		t.Fatal(err)
@@ -51,8 +52,8 @@ func TestSIPpCallsThroughProxy(t *testing.T) {
 	go func() { uasDone <- uas.Wait() }()
 	time.Sleep(300 * time.Millisecond)
 
-	uac := sippCmd(t, "-sf", filepath.Join(scen, "uac.xml"), proxy, "-s", "sippuas",
-		"-i", "127.0.0.7", "-p", uacPort, "-m", calls, "-r", "10", "-d", "200", "-timeout", "60s", "-nostdin")
+	uac := sippCmd(t, append([]string{"-sf", filepath.Join(scen, uacScenario), proxy, "-s", service,
+		"-i", "127.0.0.7", "-p", uacPort, "-m", n, "-timeout", "60s", "-nostdin"}, uacArgs...)...)
 	if out, err := uac.CombinedOutput(); err != nil {
 		uas.Process.Kill()
 		t.Fatalf("sipp uac: %v\n%s", err, tail(string(out), 40))
@@ -68,45 +69,21 @@ func TestSIPpCallsThroughProxy(t *testing.T) {
 	}
 }
 
+// TestSIPpCallsThroughProxy: a SIPp UAS registers, then a SIPp UAC places
+// calls to it through sipanchor; both must finish every call cleanly.
+func TestSIPpCallsThroughProxy(t *testing.T) {
+	p := startProxy(t, "")
+	sippCalls(t, p, "sippuas", 20, nil, "uac.xml", []string{"-r", "10", "-d", "200"})
+}
+
 // TestSIPpCallWithRTP: two real soft clients, SIPp playing G.711 from a
 // pcap and SIPp echoing RTP, talk through sipanchor; every call's record
 // shows media relayed from both legs.
 func TestSIPpCallWithRTP(t *testing.T) {
 	p := startProxy(t, "")
-	scen, _ := filepath.Abs("../../testdata/sipp")
-	proxy := fmt.Sprintf("127.0.0.1:%d", p.port)
-	uasPort, uacPort := strconv.Itoa(freePort(t)), strconv.Itoa(freePort(t))
 	const calls = 3
-	reg := sippCmd(t, "-sf", filepath.Join(scen, "register.xml"), proxy, "-s", "echo",
-		"-i", "127.0.0.6", "-p", uasPort, "-m", "1", "-timeout", "10s", "-nostdin")
-	if out, err := reg.CombinedOutput(); err != nil {
-		t.Fatalf("sipp register: %v\n%s", err, tail(string(out), 30))
-	}
-	var uasOut bytes.Buffer
-	uas := sippCmd(t, "-sf", filepath.Join(scen, "uas.xml"), "-i", "127.0.0.6", "-p", uasPort,
-		"-rtp_echo", "-mp", strconv.Itoa(freePort(t)), "-m", strconv.Itoa(calls), "-timeout", "60s", "-nostdin")
-	uas.Stdout, uas.Stderr = &uasOut, &uasOut
-	if err := uas.Start(); err != nil {
-		t.Fatal(err)
-	}
-	uasDone := make(chan error, 1)
-	go func() { uasDone <- uas.Wait() }()
-	time.Sleep(300 * time.Millisecond)
-	uac := sippCmd(t, "-sf", filepath.Join(scen, "uac_rtp.xml"), proxy, "-s", "echo",
-		"-i", "127.0.0.7", "-p", uacPort, "-mp", strconv.Itoa(freePort(t)), "-m", strconv.Itoa(calls), "-l", "1", "-timeout", "60s", "-nostdin")
-	if out, err := uac.CombinedOutput(); err != nil {
-		uas.Process.Kill()
-		t.Fatalf("sipp uac: %v\n%s", err, tail(string(out), 40))
-	}
-	select {
-	case err := <-uasDone:
-		if err != nil {
-			t.Fatalf("sipp uas: %v\n%s", err, tail(uasOut.String(), 40))
-		}
-	case <-time.After(20 * time.Second):
-		uas.Process.Kill()
-		t.Fatalf("sipp uas did not finish\n%s", tail(uasOut.String(), 40))
-	}
+	sippCalls(t, p, "echo", calls, []string{"-rtp_echo", "-mp", strconv.Itoa(freePort(t))},
+		"uac_rtp.xml", []string{"-mp", strconv.Itoa(freePort(t)), "-l", "1"})
 	time.Sleep(200 * time.Millisecond)
 
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(p.dir, "sipanchor.db")+"?mode=ro")

@@ -187,7 +187,8 @@ type Dialog struct {
 	accepted  [2][]byte            // last SDP of each side that was part of a completed offer/answer
 	pending   map[string]*exchange // offer/answer exchanges in progress, by transaction
 	ended     bool
-	offset    [2]uint32 // added to CSeqs from caller, callee (requests we sent in their name)
+	offset    [2]uint32     // added to CSeqs from caller, callee (requests we sent in their name)
+	done      chan struct{} // closed when the dialog ends
 	moves     int
 	moving    bool
 }
@@ -283,6 +284,7 @@ func (m *Manager) Begin(in InviteInfo) *Dialog {
 		flags:    [2]relay.LegFlags{m.cfg.Caller, m.cfg.Callee},
 		branches: map[string]bool{},
 		pending:  map[string]*exchange{},
+		done:     make(chan struct{}),
 	}
 	d.src[0] = in.Source
 	switch m.cfg.Engage {
@@ -435,7 +437,7 @@ func (d *Dialog) Confirm(ctx context.Context, branch string, callee Party, calle
 			select {
 			case <-t.C:
 				d.m.terminate(d, "dialog lifetime reached")
-			case <-d.doneC():
+			case <-d.done:
 			}
 		})
 	}
@@ -562,13 +564,6 @@ func (d *Dialog) restore(ctx context.Context, side relay.Leg) {
 	}
 }
 
-func (d *Dialog) doneC() <-chan struct{} {
-	if d.session != nil {
-		return d.session.Done()
-	}
-	return nil
-}
-
 // watch ends the dialog when its relay session ends by itself.
 func (m *Manager) watch(d *Dialog, s relay.Session) {
 	m.wg.Go(func() {
@@ -613,6 +608,7 @@ func (d *Dialog) end(reason string) {
 // finish deletes the relay session, writes the call record and forgets
 // the dialog.
 func (m *Manager) finish(d *Dialog, reason string) {
+	close(d.done) // once: finish runs after ended was set, which happens once
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var stats *relay.Stats

@@ -229,3 +229,39 @@ func TestEngineErrorRefusesOffer(t *testing.T) {
 		t.Errorf("error %v is not an SDPError", err)
 	}
 }
+
+func TestLifetimeSurvivesAMoveAndEndsWithTheCall(t *testing.T) {
+	e := relaytest.New()
+	m := NewManager(e, Config{Engage: EngageAlways, Lifetime: 300 * time.Millisecond,
+		Caller: relay.DefaultLegFlags(), Callee: relay.DefaultLegFlags()})
+	var ended []string
+	var mu sync.Mutex
+	m.SetEnder(func(_ context.Context, en Ending) { mu.Lock(); ended = append(ended, en.Reason); mu.Unlock() })
+	d := confirmed(t, m, e)
+	mv, err := m.BeginMove(ctx, d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.FinishMove(ctx, d, mv, true, []byte("A1"), []byte("B1"))
+	time.Sleep(600 * time.Millisecond)
+	mu.Lock()
+	if len(ended) != 1 || ended[0] != "dialog lifetime reached" {
+		t.Errorf("after a move, the lifetime ended the call with %v", ended)
+	}
+	mu.Unlock()
+
+	// A call that ends first leaves no lifetime goroutine behind.
+	m2, e2 := newTest(t, EngageNever)
+	m2.cfg.Lifetime = time.Hour
+	d2 := confirmed(t, m2, e2)
+	d2.Lock()
+	d2.Request(ctx, relay.Caller, "BYE", 9, nil)
+	d2.Unlock()
+	waited := make(chan struct{})
+	go func() { m2.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(time.Second):
+		t.Error("the lifetime timer outlived its call")
+	}
+}

@@ -223,7 +223,7 @@ func (m *Manager) Load(ctx context.Context) (int, error) {
 			m: m, log: m.log.With("call_id", rec.CallID), CallID: rec.CallID, State: StateConfirmed, Engaged: rec.Engaged,
 			Caller: rec.Caller, Callee: rec.Callee, Branch: rec.Branch, Created: rec.Created, Answered: rec.Answered,
 			flags: rec.Flags, accepted: rec.Accepted, branches: map[string]bool{}, pending: map[string]*exchange{},
-			offset: rec.Offset, moves: rec.Moves,
+			offset: rec.Offset, moves: rec.Moves, done: make(chan struct{}),
 		}
 		if p, ok := m.engine.(relay.Persister); ok && rec.Engaged && len(rec.Media) > 0 {
 			s, err := p.Import(ctx, d.req(d.Branch, relay.Caller, nil).Key, rec.Media)

@@ -31,6 +31,7 @@ type Config struct {
 	NAT       NAT       `toml:"nat"`
 	Routes    []Route   `toml:"route"`
 	Relay     Relay     `toml:"relay"`
+	NG        NG        `toml:"ng"`
 	Media     Media     `toml:"media"`
 	Store     Store     `toml:"store"`
 	API       API       `toml:"api"`
@@ -85,6 +86,12 @@ type Relay struct {
 	CallerFlags string   `toml:"caller_flags"`
 	CalleeFlags string   `toml:"callee_flags"`
 	Lifetime    Duration `toml:"lifetime"`
+}
+
+// NG is the [ng] table: rtpengine's NG protocol served by sipanchor's relay.
+type NG struct {
+	Listen string   `toml:"listen"`
+	Allow  []string `toml:"allow"`
 }
 
 // Media is the [media] table.

@@ -77,6 +77,9 @@ func TestLoadErrors(t *testing.T) {
 		{"public api without token", "[api]\nlisten = \"0.0.0.0:8080\"\n", "c.toml:2: api.listen:"},
 		{"no listeners", "[sip]\nlisten = []\n", "c.toml:2: sip.listen: at least one"},
 		{"bad log level", "[log]\nlevel = \"loud\"\n", "c.toml:2: log.level:"},
+		{"public ng without allow", "[ng]\nlisten = \"0.0.0.0:2223\"\n", "c.toml:2: ng.listen: \"0.0.0.0:2223\" is not loopback"},
+		{"bad ng listen", "[ng]\nlisten = \"localhost\"\n", "c.toml:2: ng.listen:"},
+		{"bad ng allow", "[ng]\nallow = [\"10.0.0.0/33\"]\n", "c.toml:2: ng.allow:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -254,6 +254,21 @@ func (c *Config) validate(lines positions, file string) error {
 		}
 	}
 
+	if c.NG.Listen != "" {
+		ap, err := netip.ParseAddrPort(c.NG.Listen)
+		switch {
+		case err != nil || ap.Port() == 0:
+			bad("ng.listen", "%q is not IP:PORT", c.NG.Listen)
+		case !ap.Addr().IsLoopback() && len(c.NG.Allow) == 0:
+			bad("ng.listen", "%q is not loopback: list the networks allowed to send NG commands in ng.allow", c.NG.Listen)
+		}
+	}
+	for _, a := range c.NG.Allow {
+		if _, err := netip.ParsePrefix(a); err != nil {
+			bad("ng.allow", "%q is not a network (e.g. \"10.0.0.0/8\")", a)
+		}
+	}
+
 	if wh := c.API.Webhook; wh != "" {
 		if u, err := url.Parse(wh); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("api.webhook", "%q is not an http(s) URL", wh)

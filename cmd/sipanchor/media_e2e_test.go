@@ -541,3 +541,45 @@ func TestEngageNAT(t *testing.T) {
 		t.Errorf("caller behind NAT not anchored: SDP says %s", got)
 	}
 }
+
+// TestNGServerInBinary: the binary serves rtpengine's NG protocol on
+// [ng] listen, with the same relay the SIP side uses.
+func TestNGServerInBinary(t *testing.T) {
+	ngPort := freePort(t)
+	p := startProxy(t, fmt.Sprintf("[ng]\nlisten = \"127.0.0.1:%d\"\n", ngPort))
+	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", ngPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ask := func(msg string) string {
+		t.Helper()
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 8192)
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("no NG reply to %q: %v", msg, err)
+		}
+		return string(buf[:n])
+	}
+	if r := ask("a1 d7:command4:pinge"); r != "a1 d6:result4:ponge" {
+		t.Fatalf("ping: %q", r)
+	}
+	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+	r := ask(fmt.Sprintf("a2 d7:command5:offer7:call-id2:n18:from-tag1:f3:sdp%d:%se", len(sdp), sdp))
+	if !strings.Contains(r, "6:result2:ok") || !strings.Contains(r, "c=IN IP4 127.0.0.1") {
+		t.Fatalf("offer: %q", r)
+	}
+	if h := p.health(); h["relay_sessions"] != 1 {
+		t.Errorf("relay sessions %v after an NG offer, want 1", h["relay_sessions"])
+	}
+	if r := ask("a3 d7:command6:delete7:call-id2:n18:from-tag1:fe"); !strings.Contains(r, "6:result2:ok") {
+		t.Errorf("delete: %q", r)
+	}
+	if h := p.health(); h["relay_sessions"] != 0 {
+		t.Errorf("relay sessions %v after delete", h["relay_sessions"])
+	}
+}

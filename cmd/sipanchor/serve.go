@@ -21,6 +21,7 @@ import (
 	"sipanchor/dialog"
 	"sipanchor/media"
 	"sipanchor/relay"
+	"sipanchor/relay/ng"
 	"sipanchor/sip"
 
 	_ "modernc.org/sqlite"
@@ -81,10 +82,10 @@ func relaySettings(cfg *config.Config) (caller, callee relay.LegFlags, engage di
 
 // newMedia builds the builtin relay and the dialog layer from [media] and
 // [relay] (already checked by loadConfig).
-func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dialog.Event)) (*media.Relay, *dialog.Manager, error) {
+func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dialog.Event)) (*media.Relay, *relay.Builtin, *dialog.Manager, error) {
 	caller, callee, engage, err := relaySettings(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	bind := netip.IPv4Unspecified()
 	if cfg.Media.Bind != "" {
@@ -96,13 +97,14 @@ func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dia
 		RingTimeout: 4 * time.Minute, Log: log,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	d := dialog.NewManager(relay.NewBuiltin(rl), dialog.Config{
+	builtin := relay.NewBuiltin(rl)
+	d := dialog.NewManager(builtin, dialog.Config{
 		Engage: engage, Caller: caller, Callee: callee, Lifetime: cfg.Relay.Lifetime.Duration, Log: log, DB: db,
 		OnEvent: onEvent,
 	})
-	return rl, d, nil
+	return rl, builtin, d, nil
 }
 
 // mediaAddress is the address written into SDP: [media] advertise, else the
@@ -177,7 +179,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer db.Close()
 	events := control.NewEvents(cfg.API.Webhook, log)
 	defer events.Close()
-	rl, dialogs, err := newMedia(cfg, db, log, func(e dialog.Event) { events.Publish(control.FromDialog(e)) })
+	rl, builtin, dialogs, err := newMedia(cfg, db, log, func(e dialog.Event) { events.Publish(control.FromDialog(e)) })
 	if err != nil {
 		return err
 	}
@@ -208,8 +210,27 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			}
 		}()
 	}
+	ngDone := make(chan struct{})
+	close(ngDone)
+	if cfg.NG.Listen != "" {
+		var allow []netip.Prefix
+		for _, a := range cfg.NG.Allow {
+			allow = append(allow, netip.MustParsePrefix(a)) // validated by config
+		}
+		srv, err := ng.NewServer(builtin, ng.ServerConfig{Listen: netip.MustParseAddrPort(cfg.NG.Listen), Allow: allow, Log: log})
+		if err != nil {
+			cancelled, cancel := context.WithCancel(ctx)
+			cancel()
+			_ = p.Serve(cancelled)
+			return err
+		}
+		log.Info("NG control protocol listening", "addr", srv.Addr().String())
+		ngDone = make(chan struct{})
+		go func() { _ = srv.Serve(ctx); close(ngDone) }()
+	}
 	log.Info("sipanchor started", "version", version, "listen", p.Addrs(), "store", cfg.Store.Path)
 	err = p.Serve(ctx)
+	<-ngDone
 	rl.Close() // ends the sessions the dialog watchers wait on
 	dialogs.Wait()
 	dialogs.Close() // flushes the dialog store before the database closes

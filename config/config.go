@@ -86,6 +86,20 @@ type Relay struct {
 	CallerFlags string   `toml:"caller_flags"`
 	CalleeFlags string   `toml:"callee_flags"`
 	Lifetime    Duration `toml:"lifetime"`
+
+	Engine         string     `toml:"engine"`
+	Sets           []RelaySet `toml:"set"`
+	Timeout        Duration   `toml:"rtpengine_tout"`
+	Retries        int        `toml:"rtpengine_retr"`
+	DisableTimeout Duration   `toml:"disable_timeout"`
+	TimerInterval  Duration   `toml:"timer_interval"`
+	PollInterval   Duration   `toml:"poll_interval"`
+}
+
+// RelaySet is one [[relay.set]] of rtpengine nodes.
+type RelaySet struct {
+	ID    int      `toml:"id"`
+	Nodes []string `toml:"nodes"`
 }
 
 // NG is the [ng] table: rtpengine's NG protocol served by sipanchor's relay.

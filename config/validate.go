@@ -223,6 +223,31 @@ func (c *Config) validate(lines positions, file string) error {
 	if c.Relay.Lifetime.Duration < 0 {
 		bad("relay.lifetime", "must not be negative")
 	}
+	switch c.Relay.Engine {
+	case "builtin":
+	case "rtpengine":
+		if len(c.Relay.Sets) == 0 {
+			bad("relay.engine", "\"rtpengine\" needs at least one [[relay.set]] with nodes")
+		}
+	default:
+		bad("relay.engine", "%q: want builtin or rtpengine", c.Relay.Engine)
+	}
+	for i, set := range c.Relay.Sets {
+		if len(set.Nodes) == 0 {
+			bad("relay.set."+strconv.Itoa(i)+".nodes", "set %d has no nodes", set.ID)
+		}
+	}
+	if c.Relay.Retries < 1 {
+		bad("relay.rtpengine_retr", "must be at least 1, got %d", c.Relay.Retries)
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{{"relay.rtpengine_tout", c.Relay.Timeout}, {"relay.disable_timeout", c.Relay.DisableTimeout}, {"relay.timer_interval", c.Relay.TimerInterval}, {"relay.poll_interval", c.Relay.PollInterval}} {
+		if d.v.Duration <= 0 {
+			bad(d.key, "must be positive")
+		}
+	}
 	for _, k := range []struct {
 		key, val string
 	}{{"media.bind", c.Media.Bind}, {"media.advertise", c.Media.Advertise}} {

@@ -150,7 +150,16 @@ func TestRelayBothWaysWithLatching(t *testing.T) {
 	send(t, callee, portB, rtpPacket(t, 101, 'b'))
 	expect(t, caller, 101, portA) // still to the caller, not the stranger
 
-	st := s.Stats().Streams[0]
+	// Counters are bumped after each send returns, so a packet can be
+	// read here a moment before it is counted: wait for them to settle.
+	var st StreamStats
+	for range 100 {
+		st = s.Stats().Streams[0]
+		if st.Caller.PacketsOut == 2 && st.Callee.PacketsOut == 2 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if st.Caller.Strangers != 3 {
 		t.Errorf("strangers = %d, want 3", st.Caller.Strangers)
 	}

@@ -72,6 +72,13 @@ func relaySettings(cfg *config.Config) (caller, callee relay.LegFlags, engage di
 	if engage, err = dialog.ParseEngage(cfg.Relay.Engage); err != nil {
 		return caller, callee, engage, cfg.KeyError("relay.engage", err)
 	}
+	for i, set := range cfg.Relay.Sets {
+		for _, n := range set.Nodes {
+			if _, err := ng.ParseNode(n); err != nil {
+				return caller, callee, engage, cfg.KeyError(fmt.Sprintf("relay.set.%d.nodes", i), err)
+			}
+		}
+	}
 	for key, f := range map[string]relay.LegFlags{"relay.caller_flags": caller, "relay.callee_flags": callee} {
 		if f.InIface != "" || f.OutIface != "" {
 			return caller, callee, engage, cfg.KeyError(key, errors.New("in-iface/out-iface name media interfaces, and sipanchor has one ([media] bind): bridge mode is not supported yet"))
@@ -82,10 +89,10 @@ func relaySettings(cfg *config.Config) (caller, callee relay.LegFlags, engage di
 
 // newMedia builds the builtin relay and the dialog layer from [media] and
 // [relay] (already checked by loadConfig).
-func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dialog.Event)) (*media.Relay, *relay.Builtin, *dialog.Manager, error) {
+func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dialog.Event), onNode func(string, bool)) (*media.Relay, *relay.Builtin, *ng.Client, *dialog.Manager, error) {
 	caller, callee, engage, err := relaySettings(cfg)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	bind := netip.IPv4Unspecified()
 	if cfg.Media.Bind != "" {
@@ -97,14 +104,30 @@ func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dia
 		RingTimeout: 4 * time.Minute, Log: log,
 	})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	builtin := relay.NewBuiltin(rl)
-	d := dialog.NewManager(builtin, dialog.Config{
+	var engine relay.Engine = builtin
+	var client *ng.Client
+	if cfg.Relay.Engine == "rtpengine" {
+		var sets []ng.SetConfig
+		for _, s := range cfg.Relay.Sets {
+			sets = append(sets, ng.SetConfig{ID: s.ID, Nodes: s.Nodes})
+		}
+		client, err = ng.NewClient(ng.ClientConfig{Sets: sets, Timeout: cfg.Relay.Timeout.Duration, Retries: cfg.Relay.Retries,
+			DisableFor: cfg.Relay.DisableTimeout.Duration, ProbeEvery: cfg.Relay.TimerInterval.Duration,
+			PollEvery: cfg.Relay.PollInterval.Duration, Log: log, OnNode: onNode})
+		if err != nil {
+			rl.Close()
+			return nil, nil, nil, nil, err
+		}
+		engine = client
+	}
+	d := dialog.NewManager(engine, dialog.Config{
 		Engage: engage, Caller: caller, Callee: callee, Lifetime: cfg.Relay.Lifetime.Duration, Log: log, DB: db,
 		OnEvent: onEvent,
 	})
-	return rl, builtin, d, nil
+	return rl, builtin, client, d, nil
 }
 
 // mediaAddress is the address written into SDP: [media] advertise, else the
@@ -179,9 +202,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer db.Close()
 	events := control.NewEvents(cfg.API.Webhook, log)
 	defer events.Close()
-	rl, builtin, dialogs, err := newMedia(cfg, db, log, func(e dialog.Event) { events.Publish(control.FromDialog(e)) })
+	rl, builtin, client, dialogs, err := newMedia(cfg, db, log,
+		func(e dialog.Event) { events.Publish(control.FromDialog(e)) },
+		func(node string, up bool) {
+			events.Publish(control.Event{Type: "relay.node", Node: node, Enabled: up, Time: time.Now()})
+		})
 	if err != nil {
 		return err
+	}
+	if client != nil {
+		defer client.Close()
 	}
 	defer rl.Close()
 	if _, err := dialogs.Load(ctx); err != nil {
@@ -202,6 +232,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		api = &http.Server{Handler: control.Handler(control.Deps{
 			Version: version, Token: cfg.API.Token, Proxy: p, Dialogs: dialogs, Relay: rl, Events: events, Log: log,
+			Engine: cfg.Relay.Engine, RTPEngine: client,
 		}), ReadHeaderTimeout: 5 * time.Second}
 		log.Info("api listening", "addr", ln.Addr().String())
 		go func() {
@@ -232,6 +263,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	err = p.Serve(ctx)
 	<-ngDone
 	rl.Close() // ends the sessions the dialog watchers wait on
+	if client != nil {
+		client.Close() // likewise for calls on rtpengine nodes
+	}
 	dialogs.Wait()
 	dialogs.Close() // flushes the dialog store before the database closes
 	if api != nil {

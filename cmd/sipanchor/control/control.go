@@ -19,6 +19,7 @@ import (
 
 	"sipanchor/dialog"
 	"sipanchor/media"
+	"sipanchor/relay/ng"
 	"sipanchor/sip"
 )
 
@@ -31,6 +32,9 @@ type Deps struct {
 	Relay   *media.Relay
 	Events  *Events
 	Log     *slog.Logger
+	// Engine is "builtin" or "rtpengine"; RTPEngine is set for the latter.
+	Engine    string
+	RTPEngine *ng.Client
 }
 
 // Handler is the whole HTTP surface.
@@ -124,6 +128,15 @@ func (a *api) unregister(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) relays(w http.ResponseWriter, r *http.Request) {
+	if a.RTPEngine != nil {
+		out := []map[string]any{}
+		for _, n := range a.RTPEngine.Nodes() {
+			out = append(out, map[string]any{"node": n.Node, "engine": "rtpengine", "set": n.Set, "weight": n.Weight,
+				"enabled": n.Enabled, "sessions": n.Calls})
+		}
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
 	used, total := a.Relay.PortPairs()
 	writeJSON(w, http.StatusOK, []map[string]any{{
 		"node": nodeName, "engine": engineName, "set": setName, "enabled": !a.Dialogs.Disabled(),
@@ -132,6 +145,21 @@ func (a *api) relays(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) relayAction(w http.ResponseWriter, r *http.Request) {
+	if a.RTPEngine != nil {
+		on := r.PathValue("action") == "enable"
+		if !on && r.PathValue("action") != "disable" {
+			fail(w, http.StatusNotFound, "no such action "+r.PathValue("action")+" (enable or disable)")
+			return
+		}
+		if !a.RTPEngine.SetEnabled(r.PathValue("node"), on) {
+			fail(w, http.StatusNotFound, "no relay node "+r.PathValue("node"))
+			return
+		}
+		a.Log.Info("relay node "+r.PathValue("action")+"d by API", "node", r.PathValue("node"))
+		a.Events.Publish(Event{Type: "relay.node", Node: r.PathValue("node"), Enabled: on, Time: time.Now()})
+		a.relays(w, r)
+		return
+	}
 	if r.PathValue("node") != nodeName {
 		fail(w, http.StatusNotFound, "no relay node "+r.PathValue("node")+" (the builtin engine is one node: "+nodeName+")")
 		return

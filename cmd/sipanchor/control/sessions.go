@@ -36,7 +36,10 @@ type Leg struct {
 // sessionsOf builds the API view of the engaged dialogs matching filters.
 func (a *api) sessionsOf(ctx context.Context, f map[string]string) []Session {
 	out := []Session{}
-	if (f["engine"] != "" && f["engine"] != engineName) || (f["set"] != "" && f["set"] != setName) || (f["node"] != "" && f["node"] != nodeName) {
+	if f["engine"] != "" && f["engine"] != a.engine() {
+		return out
+	}
+	if a.RTPEngine == nil && ((f["set"] != "" && f["set"] != setName) || (f["node"] != "" && f["node"] != nodeName)) {
 		return out
 	}
 	for _, d := range a.Dialogs.All() {
@@ -50,7 +53,7 @@ func (a *api) sessionsOf(ctx context.Context, f map[string]string) []Session {
 }
 
 func (a *api) view(ctx context.Context, info dialog.Info, diagnose bool) Session {
-	s := Session{CallID: info.CallID, State: info.State, Engine: engineName, Set: setName, Node: nodeName,
+	s := Session{CallID: info.CallID, State: info.State, Engine: a.engine(), Set: setName, Node: nodeName,
 		AgeS: int(time.Since(info.Created).Seconds()), Created: info.Created, Answered: info.Answered,
 		Caller:  Leg{URI: info.Caller.URI, Tag: info.Caller.Tag, Flags: fmt.Sprintf("%+v", info.Flags[0])},
 		Callee:  Leg{URI: info.Callee.URI, Tag: info.Callee.Tag, Flags: fmt.Sprintf("%+v", info.Flags[1])},
@@ -83,6 +86,13 @@ func (a *api) session(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	fail(w, http.StatusNotFound, "no anchored call with call-id "+r.PathValue("callid"))
+}
+
+func (a *api) engine() string {
+	if a.Engine != "" {
+		return a.Engine
+	}
+	return engineName
 }
 
 // diagnosis says in plain words how media flows each way, aiming at the

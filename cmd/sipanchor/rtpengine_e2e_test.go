@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// rtpengineDaemon is Debian's rtpengine (package rtpengine-daemon) in
+// userspace mode on test ports.
+type rtpengineDaemon struct {
+	ngPort           int
+	portMin, portMax int
+	cmd              *exec.Cmd
+	out              *bytes.Buffer
+}
+
+// startRtpengine runs rtpengine with its media ports in portMin..portMin+199.
+// The test fails, never skips, without it: .ci/run installs it.
+func startRtpengine(t *testing.T, portMin int) *rtpengineDaemon {
+	t.Helper()
+	bin, err := exec.LookPath("rtpengine")
+	if err != nil {
+		t.Fatal("rtpengine not found: install Debian's rtpengine-daemon (bash .ci/run does)")
+	}
+	d := &rtpengineDaemon{ngPort: freePort(t), portMin: portMin, portMax: portMin + 199, out: &bytes.Buffer{}}
+	d.cmd = exec.Command(bin, "--foreground", "--log-stderr", "--table=-1", "--interface=127.0.0.1",
+		fmt.Sprintf("--listen-ng=127.0.0.1:%d", d.ngPort), fmt.Sprintf("--port-min=%d", d.portMin),
+		fmt.Sprintf("--port-max=%d", d.portMax), "--config-file=none", "--log-level=5",
+		"--delete-delay=0") // by default rtpengine keeps deleted calls 30 s
+	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		d.kill()
+		if t.Failed() {
+			t.Logf("rtpengine on %d:\n%s", d.ngPort, tail(d.out.String(), 40))
+		}
+	})
+	// Ready when it answers a ping.
+	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", d.ngPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 100)
+	for range 50 {
+		c.Write([]byte("p d7:command4:pinge"))
+		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil && strings.Contains(string(buf[:n]), "pong") {
+			return d
+		}
+		time.Sleep(100 * time.Millisecond) // not bound yet: the read failed at once (ICMP)
+	}
+	t.Fatalf("rtpengine did not come up:\n%s", d.out.String())
+	return nil
+}
+
+func (d *rtpengineDaemon) kill() {
+	if d.cmd.Process != nil {
+		_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+		_ = d.cmd.Wait()
+		d.cmd.Process = nil
+	}
+}
+
+func (d *rtpengineDaemon) owns(port uint16) bool {
+	return int(port) >= d.portMin && int(port) <= d.portMax
+}
+
+// rtpengineConfig is [relay] for engine = "rtpengine" over nodes.
+func rtpengineConfig(nodes ...string) string {
+	q := make([]string, len(nodes))
+	for i, n := range nodes {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return fmt.Sprintf("[relay]\nengine = \"rtpengine\"\nrtpengine_tout = \"300ms\"\nrtpengine_retr = 1\ndisable_timeout = \"60s\"\ntimer_interval = \"500ms\"\n\n[[relay.set]]\nid = 0\nnodes = [%s]\n", strings.Join(q, ", "))
+}
+
+// rtpCall sets up one call whose UAs write their real loopback addresses
+// in SDP, and returns the relay addresses each side was given.
+func rtpCall(t *testing.T, alice, bob *ua, aRTP, bRTP *rtpPeer, tag string) (*dlg, *dlg, string, string) {
+	t.Helper()
+	plain := func(ip string, port int) string { return strings.ReplaceAll(sdpWith(port, ""), "192.168.1.50", ip) }
+	dc := alice.inviteSDP("sip:bob@example.test", plain("127.0.0.2", aRTP.port()))
+	inv := bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+	dd := bob.answerSDP(inv, tag, plain("127.0.0.3", bRTP.port()))
+	ok := alice.recv("200", isResponse(200, "INVITE")).(*sip.Response)
+	dc.confirmed(ok)
+	alice.request(dc, "ACK")
+	bob.recv("ACK", isRequest("ACK"))
+	return dc, dd, string(inv.Body()), string(ok.Body())
+}
+
+func TestCallRelayedByRtpengine(t *testing.T) {
+	rte := startRtpengine(t, 44200)
+	p := startProxy(t, rtpengineConfig(fmt.Sprintf("udp:127.0.0.1:%d=1", rte.ngPort)))
+	alice := newUA(t, "alice", "127.0.0.2", p, "")
+	bob := newUA(t, "bob", "127.0.0.3", p, "")
+	bob.register(600)
+	aRTP, bRTP := newRTP(t, "127.0.0.2"), newRTP(t, "127.0.0.3")
+	dc, _, atBob, atAlice := rtpCall(t, alice, bob, aRTP, bRTP, "b1")
+	toBob, toAlice := mediaOf(t, []byte(atBob)), mediaOf(t, []byte(atAlice))
+	if !rte.owns(toBob.Port()) || !rte.owns(toAlice.Port()) {
+		t.Fatalf("media ports %d/%d are not rtpengine's %d..%d", toBob.Port(), toAlice.Port(), rte.portMin, rte.portMax)
+	}
+	aRTP.sendTo(toAlice, 'a')
+	bRTP.sendTo(toBob, 'b')
+	aRTP.recv('b')
+	aRTP.sendTo(toAlice, 'c')
+	bRTP.recv('c')
+	if h := p.health(); h["relay_sessions"] != 0 {
+		t.Errorf("the builtin relay holds %v sessions: media should be rtpengine's", h["relay_sessions"])
+	}
+	out, err := p.ctl("relays")
+	if err != nil || !strings.Contains(out, fmt.Sprintf("udp:127.0.0.1:%d", rte.ngPort)) {
+		t.Errorf("ctl relays: %v\n%s", err, out)
+	}
+
+	alice.request(dc, "BYE")
+	bob.okTo(bob.recv("BYE", isRequest("BYE")))
+	alice.recv("200 to BYE", isResponse(200, "BYE"))
+	time.Sleep(200 * time.Millisecond)
+	// The call is gone from rtpengine.
+	c, _ := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", rte.ngPort))
+	defer c.Close()
+	q := fmt.Sprintf("q1 d7:command5:query7:call-id%d:%se", len(dc.callID), dc.callID)
+	c.Write([]byte(q))
+	buf := make([]byte, 4096)
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	n, _ := c.Read(buf)
+	if !strings.Contains(string(buf[:n]), "Unknown call-id") {
+		t.Errorf("rtpengine still has the call after BYE: %q", buf[:n])
+	}
+}
+
+func TestRtpengineFailover(t *testing.T) {
+	a, b := startRtpengine(t, 44400), startRtpengine(t, 44600)
+	p := startProxy(t, rtpengineConfig(fmt.Sprintf("udp:127.0.0.1:%d=1", a.ngPort), fmt.Sprintf("udp:127.0.0.1:%d=1", b.ngPort)))
+	alice := newUA(t, "alice", "127.0.0.2", p, "")
+	bob := newUA(t, "bob", "127.0.0.3", p, "")
+	bob.register(600)
+	aRTP, bRTP := newRTP(t, "127.0.0.2"), newRTP(t, "127.0.0.3")
+	used := map[string]int{}
+	for i := range 8 {
+		_, _, atBob, _ := rtpCall(t, alice, bob, aRTP, bRTP, fmt.Sprint("x", i))
+		port := mediaOf(t, []byte(atBob)).Port()
+		switch {
+		case a.owns(port):
+			used["a"]++
+		case b.owns(port):
+			used["b"]++
+		}
+	}
+	if used["a"] == 0 || used["b"] == 0 {
+		t.Errorf("8 calls over two equal nodes went %v: want both used", used)
+	}
+
+	a.kill()
+	start := time.Now()
+	for i := range 6 {
+		_, _, atBob, _ := rtpCall(t, alice, bob, aRTP, bRTP, fmt.Sprint("y", i)) // fails the test if an INVITE fails
+		if port := mediaOf(t, []byte(atBob)).Port(); !b.owns(port) {
+			t.Errorf("call %d after node a died got port %d, not node b's", i, port)
+		}
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("6 calls after the kill took %v: failover should cost one 300 ms timeout", el)
+	}
+	if len(p.logLines("rtpengine node down")) != 1 {
+		t.Error("node down not logged once")
+	}
+	out, _ := p.ctl("--json", "relays")
+	if !strings.Contains(out, `"enabled": false`) {
+		t.Errorf("ctl relays does not show the dead node disabled:\n%s", out)
+	}
+}

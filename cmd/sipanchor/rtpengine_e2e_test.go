@@ -24,7 +24,7 @@ type rtpengineDaemon struct {
 
 // startRtpengine runs rtpengine with its media ports in portMin..portMin+199.
 // The test fails, never skips, without it: .ci/run installs it.
-func startRtpengine(t *testing.T, portMin int) *rtpengineDaemon {
+func startRtpengine(t *testing.T, portMin int, extra ...string) *rtpengineDaemon {
 	t.Helper()
 	bin, err := exec.LookPath("rtpengine")
 	if err != nil {
@@ -35,6 +35,7 @@ func startRtpengine(t *testing.T, portMin int) *rtpengineDaemon {
 		fmt.Sprintf("--listen-ng=127.0.0.1:%d", d.ngPort), fmt.Sprintf("--port-min=%d", d.portMin),
 		fmt.Sprintf("--port-max=%d", d.portMax), "--config-file=none", "--log-level=5",
 		"--delete-delay=0") // by default rtpengine keeps deleted calls 30 s
+	d.cmd.Args = append(d.cmd.Args, extra...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
@@ -83,7 +84,7 @@ func rtpengineConfig(nodes ...string) string {
 	for i, n := range nodes {
 		q[i] = fmt.Sprintf("%q", n)
 	}
-	return fmt.Sprintf("[relay]\nengine = \"rtpengine\"\nrtpengine_tout = \"300ms\"\nrtpengine_retr = 1\ndisable_timeout = \"60s\"\ntimer_interval = \"500ms\"\n\n[[relay.set]]\nid = 0\nnodes = [%s]\n", strings.Join(q, ", "))
+	return fmt.Sprintf("[relay]\nengine = \"rtpengine\"\nrtpengine_tout = \"300ms\"\nrtpengine_retr = 1\ndisable_timeout = \"60s\"\ntimer_interval = \"500ms\"\npoll_interval = \"500ms\"\n\n[[relay.set]]\nid = 0\nnodes = [%s]\n", strings.Join(q, ", "))
 }
 
 // rtpCall sets up one call whose UAs write their real loopback addresses
@@ -183,4 +184,45 @@ func TestRtpengineFailover(t *testing.T) {
 	if !strings.Contains(out, `"enabled": false`) {
 		t.Errorf("ctl relays does not show the dead node disabled:\n%s", out)
 	}
+}
+
+// TestRtpengineMediaTimeoutEndsCall: rtpengine drops a call whose media
+// stopped (--timeout); sipanchor notices by polling query and ends the
+// SIP call with a BYE to both ends.
+func TestRtpengineMediaTimeoutEndsCall(t *testing.T) {
+	rte := startRtpengine(t, 44800, "--timeout=2")
+	p := startProxy(t, rtpengineConfig(fmt.Sprintf("udp:127.0.0.1:%d=1", rte.ngPort)))
+	alice := newUA(t, "alice", "127.0.0.2", p, "")
+	bob := newUA(t, "bob", "127.0.0.3", p, "")
+	bob.register(600)
+	aRTP, bRTP := newRTP(t, "127.0.0.2"), newRTP(t, "127.0.0.3")
+	dc, _, _, _ := rtpCall(t, alice, bob, aRTP, bRTP, "to1")
+	deadline := time.Now().Add(8 * time.Second)
+	var gotA, gotB bool
+	for (!gotA || !gotB) && time.Now().Before(deadline) {
+		select {
+		case m := <-alice.in:
+			if r, ok := m.(*sip.Request); ok && r.Method == sip.BYE {
+				alice.okTo(r)
+				gotA = true
+			}
+		case m := <-bob.in:
+			if r, ok := m.(*sip.Request); ok && r.Method == sip.BYE {
+				bob.okTo(r)
+				gotB = true
+			}
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if !gotA || !gotB {
+		t.Fatalf("after rtpengine's media timeout: BYE to caller %v, to callee %v", gotA, gotB)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if h := p.health(); h["dialogs"] != 0 {
+		t.Errorf("%v dialogs left", h["dialogs"])
+	}
+	if len(p.logLines("rtpengine no longer has the call")) == 0 {
+		t.Error("not logged")
+	}
+	_ = dc
 }

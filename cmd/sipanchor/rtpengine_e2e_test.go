@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"fmt"
 	"net"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -225,4 +227,40 @@ func TestRtpengineMediaTimeoutEndsCall(t *testing.T) {
 		t.Error("not logged")
 	}
 	_ = dc
+}
+
+// TestRtpengineNodesFromTable: nodes can come from the relay_nodes table;
+// `ctl reload` picks up a row added while sipanchor runs, and new calls
+// use it once the configured node is disabled through the API.
+func TestRtpengineNodesFromTable(t *testing.T) {
+	a, b := startRtpengine(t, 45000), startRtpengine(t, 45200)
+	nodeA, nodeB := fmt.Sprintf("udp:127.0.0.1:%d", a.ngPort), fmt.Sprintf("udp:127.0.0.1:%d", b.ngPort)
+	p := startProxy(t, rtpengineConfig(nodeA+"=1"))
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(p.dir, "sipanchor.db")+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`INSERT INTO relay_nodes (set_id, socket) VALUES (0, ?)`, nodeB+"=1"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := p.ctl("reload"); err != nil || !strings.Contains(out, `"reloaded": 2`) {
+		t.Fatalf("ctl reload: %v %s", err, out)
+	}
+	if out, _ := p.ctl("relays"); !strings.Contains(out, nodeB) {
+		t.Errorf("ctl relays after reload:\n%s", out)
+	}
+	if out, err := p.ctl("relay", "disable", nodeA); err != nil {
+		t.Fatalf("ctl relay disable: %v %s", err, out)
+	}
+	alice := newUA(t, "alice", "127.0.0.2", p, "")
+	bob := newUA(t, "bob", "127.0.0.3", p, "")
+	bob.register(600)
+	aRTP, bRTP := newRTP(t, "127.0.0.2"), newRTP(t, "127.0.0.3")
+	for i := range 3 {
+		_, _, atBob, _ := rtpCall(t, alice, bob, aRTP, bRTP, fmt.Sprint("t", i))
+		if port := mediaOf(t, []byte(atBob)).Port(); !b.owns(port) {
+			t.Errorf("call %d went to port %d, not the reloaded node's", i, port)
+		}
+	}
 }

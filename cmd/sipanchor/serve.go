@@ -110,9 +110,10 @@ func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dia
 	var engine relay.Engine = builtin
 	var client *ng.Client
 	if cfg.Relay.Engine == "rtpengine" {
-		var sets []ng.SetConfig
-		for _, s := range cfg.Relay.Sets {
-			sets = append(sets, ng.SetConfig{ID: s.ID, Nodes: s.Nodes})
+		sets, err := relaySets(cfg, db)
+		if err != nil {
+			rl.Close()
+			return nil, nil, nil, nil, err
 		}
 		client, err = ng.NewClient(ng.ClientConfig{Sets: sets, Timeout: cfg.Relay.Timeout.Duration, Retries: cfg.Relay.Retries,
 			DisableFor: cfg.Relay.DisableTimeout.Duration, ProbeEvery: cfg.Relay.TimerInterval.Duration,
@@ -128,6 +129,19 @@ func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dia
 		OnEvent: onEvent,
 	})
 	return rl, builtin, client, d, nil
+}
+
+// relaySets is [[relay.set]] plus the relay_nodes table.
+func relaySets(cfg *config.Config, db *sql.DB) ([]ng.SetConfig, error) {
+	var sets []ng.SetConfig
+	for _, s := range cfg.Relay.Sets {
+		sets = append(sets, ng.SetConfig{ID: s.ID, Nodes: s.Nodes})
+	}
+	fromDB, err := ng.LoadSets(context.Background(), db)
+	if err != nil {
+		return nil, err
+	}
+	return ng.MergeSets(sets, fromDB), nil
 }
 
 // mediaAddress is the address written into SDP: [media] advertise, else the
@@ -233,6 +247,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		api = &http.Server{Handler: control.Handler(control.Deps{
 			Version: version, Token: cfg.API.Token, Proxy: p, Dialogs: dialogs, Relay: rl, Events: events, Log: log,
 			Engine: cfg.Relay.Engine, RTPEngine: client,
+			ReloadRelays: func() (int, error) {
+				sets, err := relaySets(cfg, db)
+				if err != nil {
+					return 0, err
+				}
+				return client.Reload(sets)
+			},
 		}), ReadHeaderTimeout: 5 * time.Second}
 		log.Info("api listening", "addr", ln.Addr().String())
 		go func() {

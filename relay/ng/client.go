@@ -583,6 +583,45 @@ func (c *Client) Nodes() []NodeStatus {
 	return out
 }
 
+// Reload replaces the node sets. A node kept (same name and set) keeps its
+// state; calls stay on their nodes even if those are no longer listed.
+// It returns the number of nodes.
+func (c *Client) Reload(sets []SetConfig) (int, error) {
+	fresh := map[int]*nodeSet{}
+	for _, sc := range sets {
+		set := &nodeSet{id: sc.ID}
+		for _, s := range sc.Nodes {
+			n, err := ParseNode(s)
+			if err != nil {
+				return 0, err
+			}
+			n.Set = sc.ID
+			set.nodes = append(set.nodes, n)
+		}
+		fresh[sc.ID] = set
+	}
+	if len(fresh) == 0 {
+		return 0, errors.New("no rtpengine sets")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	count := 0
+	for id, set := range fresh {
+		if old := c.sets[id]; old != nil {
+			for i, n := range set.nodes {
+				if j := slices.IndexFunc(old.nodes, func(o *Node) bool { return o.Name == n.Name }); j >= 0 {
+					old.nodes[j].Weight = n.Weight
+					set.nodes[i] = old.nodes[j]
+				}
+			}
+		}
+		count += len(set.nodes)
+	}
+	c.sets = fresh
+	c.log.Info("rtpengine nodes reloaded", "nodes", count)
+	return count, nil
+}
+
 // SetEnabled takes a node out of (or back into) the choice for new calls,
 // from the control plane. It reports whether the node exists.
 func (c *Client) SetEnabled(name string, on bool) bool {

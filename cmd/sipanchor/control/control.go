@@ -35,6 +35,8 @@ type Deps struct {
 	// Engine is "builtin" or "rtpengine"; RTPEngine is set for the latter.
 	Engine    string
 	RTPEngine *ng.Client
+	// ReloadRelays re-reads the relay_nodes table (rtpengine engine).
+	ReloadRelays func() (int, error)
 }
 
 // Handler is the whole HTTP surface.
@@ -179,8 +181,17 @@ func (a *api) relayAction(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) reload(w http.ResponseWriter, r *http.Request) {
-	// The builtin engine has no node table to reload.
-	writeJSON(w, http.StatusOK, map[string]any{"reloaded": 0, "engine": engineName})
+	if a.RTPEngine == nil || a.ReloadRelays == nil {
+		// The builtin engine has no node table to reload.
+		writeJSON(w, http.StatusOK, map[string]any{"reloaded": 0, "engine": engineName})
+		return
+	}
+	n, err := a.ReloadRelays()
+	if err != nil {
+		fail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"reloaded": n, "engine": "rtpengine"})
 }
 
 // withToken requires "Authorization: Bearer TOKEN" when a token is set.

@@ -25,7 +25,7 @@ unit:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) build -o bin/relaybench ./cmd/relaybench
-	./bin/relaybench -steps 50,100,250,500,750
+	./bin/relaybench -steps 50,100,250,500,750 $$(command -v rtpengine >/dev/null && echo -ng)
 	./scripts/bench-sip.sh 12000 1000 2000
 
 # Each fuzz target for FUZZTIME (default 20s).

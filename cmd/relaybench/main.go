@@ -17,25 +17,31 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/ipv4"
 
 	"sipanchor/media"
+	"sipanchor/relay"
+	"sipanchor/relay/ng"
 )
 
 // pair is one call's generator sockets, relayPorts its ports on the child.
@@ -54,15 +60,19 @@ func main() {
 		case "child-plain":
 			child(plainChild)
 			return
+		case "child-ngserver":
+			ngServerChild()
+			return
 		}
 	}
 	steps := flag.String("steps", "50,100,250,500", "concurrent calls per step")
+	withNG := flag.Bool("ng", false, "also run the load set up over NG: against sipanchor's NG server and against Debian's rtpengine (needs rtpengine-daemon)")
 	dur := flag.Duration("duration", 4*time.Second, "measurement window per step")
 	warm := flag.Duration("warmup", time.Second, "traffic before each window")
 	flag.Parse()
 	fmt.Printf("relaybench: G.711 (12+160 bytes, 20 ms), both directions, loopback, GOMAXPROCS=%s, %d CPUs\n",
 		os.Getenv("GOMAXPROCS"), numCPU())
-	fmt.Printf("%6s %-6s %9s %8s %9s %9s %11s %7s %10s\n", "calls", "mode", "pkt/s", "loss%", "p50 µs", "p99 µs", "cpu µs/pkt", "ratio", "KB/call")
+	fmt.Printf("%6s %-12s %9s %8s %9s %9s %11s %7s %10s\n", "calls", "mode", "pkt/s", "loss%", "p50 µs", "p99 µs", "cpu µs/pkt", "ratio", "KB/call")
 	for _, s := range strings.Split(*steps, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
@@ -71,9 +81,13 @@ func main() {
 		floor := run("floor", n, *warm, *dur)
 		plain := run("plain", n, *warm, *dur)
 		rel := run("relay", n, *warm, *dur)
-		for _, r := range []result{floor, plain, rel} {
+		rs := []result{floor, plain, rel}
+		if *withNG {
+			rs = append(rs, run("ng-sipanchor", n, *warm, *dur), run("ng-rtpengine", n, *warm, *dur))
+		}
+		for _, r := range rs {
 			ratio := r.cpuPerPkt / floor.cpuPerPkt
-			fmt.Printf("%6d %-6s %9.0f %8.3f %9.0f %9.0f %11.2f %7.2f %10.1f\n",
+			fmt.Printf("%6d %-12s %9.0f %8.3f %9.0f %9.0f %11.2f %7.2f %10.1f\n",
 				n, r.mode, r.pps, r.loss*100, r.p50, r.p99, r.cpuPerPkt, ratio, r.kbPerCall)
 		}
 	}
@@ -108,35 +122,13 @@ func run(mode string, n int, warm, dur time.Duration) result {
 		gens[2*i+1] = &gen{conn: b, ssrc: uint32(2*i + 1)}
 		pairs[i] = pair{a.LocalAddr().String(), b.LocalAddr().String()}
 	}
-	self, _ := os.Executable()
-	cmd := exec.Command(self, "child-"+mode)
-	cmd.Stderr = os.Stderr
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		fatal(err)
-	}
-	rd := bufio.NewReader(stdout)
-	if line, _ := rd.ReadString('\n'); line != "ready\n" {
-		fatal(fmt.Errorf("child %s: %q", mode, line))
-	}
-	rss0 := rss(cmd.Process.Pid)
-	if err := json.NewEncoder(stdin).Encode(pairs); err != nil {
-		fatal(err)
-	}
-	line, err := rd.ReadString('\n')
-	if err != nil {
-		fatal(fmt.Errorf("child %s: %w", mode, err))
-	}
-	var ports []relayPorts
-	if err := json.Unmarshal([]byte(line), &ports); err != nil {
-		fatal(fmt.Errorf("child %s: %q: %w", mode, line, err))
-	}
+	sut := start(mode, pairs)
 	lo := netip.MustParseAddr("127.0.0.1")
-	for i, p := range ports {
+	for i, p := range sut.ports {
 		gens[2*i].dst = netip.AddrPortFrom(lo, uint16(p.A))
 		gens[2*i+1].dst = netip.AddrPortFrom(lo, uint16(p.B))
 	}
+	pid, rss0 := sut.pid, sut.rss0
 
 	var wg sync.WaitGroup
 	for _, g := range gens {
@@ -179,8 +171,8 @@ func run(mode string, n int, warm, dur time.Duration) result {
 		}
 	}()
 	time.Sleep(warm)
-	rss1 := rss(cmd.Process.Pid)
-	cpu0 := cpuNanos(cmd.Process.Pid)
+	rss1 := rss(pid)
+	cpu0 := cpuNanos(pid)
 	t0 := time.Now()
 	for _, g := range gens {
 		g.window.Store(true)
@@ -188,7 +180,7 @@ func run(mode string, n int, warm, dur time.Duration) result {
 	measuring.Store(true)
 	time.Sleep(dur)
 	measuring.Store(false)
-	cpu1 := cpuNanos(cmd.Process.Pid)
+	cpu1 := cpuNanos(pid)
 	elapsed := time.Since(t0)
 	time.Sleep(300 * time.Millisecond) // in flight
 	close(stop)
@@ -197,8 +189,7 @@ func run(mode string, n int, warm, dur time.Duration) result {
 		g.conn.Close()
 	}
 	wg.Wait()
-	stdin.Close()
-	_ = cmd.Wait()
+	sut.stop()
 
 	var recv uint64
 	var lats []float64
@@ -221,6 +212,164 @@ func run(mode string, n int, warm, dur time.Duration) result {
 	}
 	r.kbPerCall = float64(rss1-rss0) / 1024 / float64(n)
 	return r
+}
+
+// sut is a system under test: a process forwarding the calls' media.
+type sut struct {
+	pid   int
+	rss0  int64 // resident memory before the calls were set up
+	ports []relayPorts
+	stop  func()
+}
+
+// start runs mode's process and sets the calls up on it: directly for the
+// children of this program, over NG for the ng-* modes.
+func start(mode string, pairs []pair) sut {
+	if strings.HasPrefix(mode, "ng-") {
+		return startNG(mode, pairs)
+	}
+	self, _ := os.Executable()
+	cmd := exec.Command(self, "child-"+mode)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		fatal(err)
+	}
+	rd := bufio.NewReader(stdout)
+	if line, _ := rd.ReadString('\n'); line != "ready\n" {
+		fatal(fmt.Errorf("child %s: %q", mode, line))
+	}
+	rss0 := rss(cmd.Process.Pid)
+	if err := json.NewEncoder(stdin).Encode(pairs); err != nil {
+		fatal(err)
+	}
+	line, err := rd.ReadString('\n')
+	if err != nil {
+		fatal(fmt.Errorf("child %s: %w", mode, err))
+	}
+	var ports []relayPorts
+	if err := json.Unmarshal([]byte(line), &ports); err != nil {
+		fatal(fmt.Errorf("child %s: %q: %w", mode, line, err))
+	}
+	return sut{pid: cmd.Process.Pid, rss0: rss0, ports: ports, stop: func() { stdin.Close(); _ = cmd.Wait() }}
+}
+
+// startNG runs sipanchor's NG server (in a child of this program) or
+// Debian's rtpengine, and sets every call up with an NG offer and answer,
+// as Kamailio would.
+func startNG(mode string, pairs []pair) sut {
+	ngPort := freeUDPPort()
+	var cmd *exec.Cmd
+	switch mode {
+	case "ng-sipanchor":
+		self, _ := os.Executable()
+		cmd = exec.Command(self, "child-ngserver", strconv.Itoa(ngPort))
+	case "ng-rtpengine":
+		bin, err := exec.LookPath("rtpengine")
+		if err != nil {
+			fatal(errors.New("rtpengine not found: apt-get install rtpengine-daemon"))
+		}
+		cmd = exec.Command(bin, "--foreground", "--table=-1", "--interface=127.0.0.1", "--config-file=none",
+			fmt.Sprintf("--listen-ng=127.0.0.1:%d", ngPort), "--port-min=46000", "--port-max=49999",
+			"--log-level=3", "--delete-delay=0", "--num-threads=2")
+	default:
+		fatal(fmt.Errorf("unknown mode %s", mode))
+	}
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the benchmark
+	if err := cmd.Start(); err != nil {
+		fatal(err)
+	}
+	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", ngPort))
+	if err != nil {
+		fatal(err)
+	}
+	seq := 0
+	ask := func(d map[string]any) map[string]any {
+		seq++ // a fresh cookie: a repeated one is a retransmission, answered from cache
+		msg, _ := ng.Message(fmt.Sprintf("b%d", seq), d)
+		buf := make([]byte, 65535)
+		for range 100 {
+			_, _ = c.Write(msg)
+			_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			n, err := c.Read(buf)
+			if err != nil {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			_, r, err := ng.ParseMessage(buf[:n])
+			if err == nil {
+				return r
+			}
+		}
+		fatal(fmt.Errorf("%s: no NG reply to %v", mode, d["command"]))
+		return nil
+	}
+	ask(map[string]any{"command": "ping"})
+	rss0 := rss(cmd.Process.Pid)
+	sdpOf := func(addr string) string {
+		ap := netip.MustParseAddrPort(addr)
+		return fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n", ap.Addr(), ap.Addr(), ap.Port())
+	}
+	portIn := func(r map[string]any) int {
+		sdp, _ := r["sdp"].(string)
+		for _, l := range strings.Split(sdp, "\r\n") {
+			var p int
+			if _, err := fmt.Sscanf(l, "m=audio %d", &p); err == nil {
+				return p
+			}
+		}
+		fatal(fmt.Errorf("%s: no port in %v", mode, r))
+		return 0
+	}
+	ports := make([]relayPorts, len(pairs))
+	for i, p := range pairs {
+		id := fmt.Sprintf("bench-%d", i)
+		o := ask(map[string]any{"command": "offer", "call-id": id, "from-tag": "f", "sdp": sdpOf(p.Caller)})
+		a := ask(map[string]any{"command": "answer", "call-id": id, "from-tag": "f", "to-tag": "t", "sdp": sdpOf(p.Callee)})
+		ports[i] = relayPorts{A: portIn(a), B: portIn(o)}
+	}
+	return sut{pid: cmd.Process.Pid, rss0: rss0, ports: ports, stop: func() {
+		c.Close()
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}}
+}
+
+func freeUDPPort() int {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// ngServerChild: sipanchor's NG server over its builtin relay, on the port
+// given, until interrupted.
+func ngServerChild() {
+	port, _ := strconv.Atoi(os.Args[2])
+	lo := netip.MustParseAddr("127.0.0.1")
+	r, err := media.NewRelay(media.Config{PortMin: 40000, PortMax: 59999, Bind: lo, Advertise: lo})
+	if err != nil {
+		fatal(err)
+	}
+	s, err := ng.NewServer(relay.NewBuiltin(r), ng.ServerConfig{Listen: netip.AddrPortFrom(lo, uint16(port))})
+	if err != nil {
+		fatal(err)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer cancel()
+	_ = s.Serve(ctx)
 }
 
 func (g *gen) read() {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"database/sql"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -185,6 +187,21 @@ func TestRtpengineFailover(t *testing.T) {
 	out, _ := p.ctl("--json", "relays")
 	if !strings.Contains(out, `"enabled": false`) {
 		t.Errorf("ctl relays does not show the dead node disabled:\n%s", out)
+	}
+	resp, err := http.Get(p.api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		fmt.Sprintf(`sipanchor_relay_node_up{node="udp:127.0.0.1:%d",set="0"} 0`, a.ngPort),
+		fmt.Sprintf(`sipanchor_relay_node_up{node="udp:127.0.0.1:%d",set="0"} 1`, b.ngPort),
+		"sipanchor_relay_node_changes_total 1",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
 

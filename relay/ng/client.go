@@ -40,6 +40,8 @@ type Client struct {
 	bound    map[string]*Node               // call (Call-ID, From-tag) → its node
 	sessions map[string]*clientSession      // by call
 
+	changes uint64 // node status changes (under mu)
+
 	stop      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -304,6 +306,9 @@ func (c *Client) disable(n *Node, why error) {
 	n.disabled = time.Now().Add(c.cfg.DisableFor)
 	was := n.down
 	n.down = true
+	if !was {
+		c.changes++
+	}
 	c.mu.Unlock()
 	if !was {
 		c.log.Warn("rtpengine node down", "node", n.Name, "set", n.Set, "err", why, "disabled_for", c.cfg.DisableFor)
@@ -622,6 +627,13 @@ func (c *Client) Reload(sets []SetConfig) (int, error) {
 	return count, nil
 }
 
+// Changes is the number of node status changes (down or back) so far.
+func (c *Client) Changes() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changes
+}
+
 // SetEnabled takes a node out of (or back into) the choice for new calls,
 // from the control plane. It reports whether the node exists.
 func (c *Client) SetEnabled(name string, on bool) bool {
@@ -691,6 +703,7 @@ func (c *Client) probe() {
 		c.mu.Lock()
 		n.down = false
 		n.disabled = time.Time{}
+		c.changes++
 		c.mu.Unlock()
 		c.log.Info("rtpengine node back", "node", n.Name, "set", n.Set)
 		if c.cfg.OnNode != nil {

@@ -62,6 +62,23 @@ func (a *api) metrics(w http.ResponseWriter, r *http.Request) {
 	value("sipanchor_relay_dropped_total", []string{"reason", "stranger"}, float64(t.Strangers))
 	value("sipanchor_relay_dropped_total", []string{"reason", "no_destination"}, float64(t.Unsent))
 
+	if a.RTPEngine != nil {
+		metric("sipanchor_relay_node_up", "gauge", "rtpengine nodes: 1 when taking new calls, 0 when disabled or not answering.")
+		for _, n := range a.RTPEngine.Nodes() {
+			up := 0.0
+			if n.Enabled {
+				up = 1
+			}
+			value("sipanchor_relay_node_up", []string{"node", n.Node, "set", strconv.Itoa(n.Set)}, up)
+		}
+		metric("sipanchor_relay_node_calls", "gauge", "Calls bound to each rtpengine node.")
+		for _, n := range a.RTPEngine.Nodes() {
+			value("sipanchor_relay_node_calls", []string{"node", n.Node, "set", strconv.Itoa(n.Set)}, float64(n.Calls))
+		}
+		metric("sipanchor_relay_node_changes_total", "counter", "rtpengine node status changes (down, or back).")
+		value("sipanchor_relay_node_changes_total", nil, float64(a.RTPEngine.Changes()))
+	}
+
 	m := a.Proxy.Metrics().Snapshot()
 	metric("sipanchor_sip_requests_total", "counter", "SIP requests received, by method.")
 	for _, k := range sorted(m.Requests) {

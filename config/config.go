@@ -100,6 +100,9 @@ type Relay struct {
 type RelaySet struct {
 	ID    int      `toml:"id"`
 	Nodes []string `toml:"nodes"`
+	// Match is a glob over "sip:user@host" of a call's initial INVITE: the
+	// first set that matches takes the call; empty = a default set.
+	Match string `toml:"match"`
 }
 
 // NG is the [ng] table: rtpengine's NG protocol served by sipanchor's relay.

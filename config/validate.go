@@ -236,6 +236,11 @@ func (c *Config) validate(lines positions, file string) error {
 		if len(set.Nodes) == 0 {
 			bad("relay.set."+strconv.Itoa(i)+".nodes", "set %d has no nodes", set.ID)
 		}
+		if set.Match != "" {
+			if _, err := path.Match(set.Match, ""); err != nil {
+				bad("relay.set."+strconv.Itoa(i)+".match", "%q is not a valid glob", set.Match)
+			}
+		}
 	}
 	if c.Relay.Retries < 1 {
 		bad("relay.rtpengine_retr", "must be at least 1, got %d", c.Relay.Retries)

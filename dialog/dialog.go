@@ -180,6 +180,7 @@ type Dialog struct {
 	Answered time.Time
 
 	flags     [2]relay.LegFlags // caller, callee
+	set       string            // relay set of the call
 	lateOffer bool              // the INVITE had no SDP: the 2xx offers, the ACK answers
 	branches  map[string]bool   // branches holding a relay session
 	session   relay.Session
@@ -266,6 +267,8 @@ type InviteInfo struct {
 	// NAT: the caller's Contact or SDP address differs from its source, or
 	// is private (the SIP layer computes it).
 	NAT bool
+	// Set is the relay set chosen for the call ("" = default).
+	Set string
 }
 
 // Begin creates the dialog of an initial INVITE and decides whether it is
@@ -287,6 +290,7 @@ func (m *Manager) Begin(in InviteInfo) *Dialog {
 		done:     make(chan struct{}),
 	}
 	d.src[0] = in.Source
+	d.set = in.Set
 	switch m.cfg.Engage {
 	case EngageAlways:
 		d.Engaged = true
@@ -332,7 +336,7 @@ func (d *Dialog) req(branch string, from relay.Leg, sdp []byte) *relay.Request {
 	}
 	return &relay.Request{
 		Key:  relay.SessionKey{CallID: d.CallID, FromTag: d.Caller.Tag, ToTag: d.Callee.Tag, ViaBranch: branch},
-		From: from, SDP: sdp, Source: src, Caller: d.flags[0], Callee: d.flags[1],
+		From: from, SDP: sdp, Source: src, Caller: d.flags[0], Callee: d.flags[1], Set: d.set,
 	}
 }
 

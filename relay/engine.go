@@ -54,6 +54,9 @@ type Request struct {
 	Source netip.AddrPort // where the SIP message carrying it came from
 	Caller LegFlags
 	Callee LegFlags
+	// Set names the relay set a new call goes to ("" = the engine's
+	// default); engines without sets ignore it.
+	Set string
 }
 
 // Reply is an engine's answer to Offer or Answer.

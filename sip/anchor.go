@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,6 +71,7 @@ func (p *Proxy) engage(req *sip.Request) (*anchor, int, string) {
 			FromURI: "<" + req.From().Address.String() + ">", ToURI: "<" + req.To().Address.String() + ">",
 			Contact: contact, CSeq: cseq, SDP: req.Body(), Source: src,
 			NAT: contact != "" && strings.Contains(contact, aliasParam+"=") || sdpPrivate(req.Body()),
+			Set: p.relaySet(req.Recipient),
 		})
 		return &anchor{d: d, initial: true, method: "INVITE", cseq: cseq, offer: req.Body()}, 0, ""
 	}
@@ -92,6 +95,26 @@ func (p *Proxy) engage(req *sip.Request) (*anchor, int, string) {
 	}
 	setBody(req, body)
 	return &anchor{d: d, from: leg, method: method, cseq: fwd, orig: cseq}, 0, ""
+}
+
+// relaySet picks the relay set of a new call: the first [[relay.set]]
+// whose match glob takes "sip:user@host" of the Request-URI, else the
+// first set without a match, else "" (the engine's default).
+func (p *Proxy) relaySet(ruri sip.Uri) string {
+	key := matchKey(ruri)
+	def := ""
+	for _, s := range p.cfg.Relay.Sets {
+		if s.Match == "" {
+			if def == "" {
+				def = strconv.Itoa(s.ID)
+			}
+			continue
+		}
+		if ok, _ := path.Match(s.Match, key); ok {
+			return strconv.Itoa(s.ID)
+		}
+	}
+	return def
 }
 
 // contactHolder lets addAlias work on a lone Contact header.

@@ -281,3 +281,42 @@ func TestRtpengineNodesFromTable(t *testing.T) {
 		}
 	}
 }
+
+// TestRtpengineSetByRule: [[relay.set]] match sends calls to a carrier's
+// domain to their own set; other calls go to the default set.
+func TestRtpengineSetByRule(t *testing.T) {
+	a, b := startRtpengine(t, 45400), startRtpengine(t, 45600)
+	carrierPort := freePort(t)
+	p := startProxy(t, fmt.Sprintf(`[[route]]
+match = "sip:*@carrier.test"
+to = "sip:127.0.0.8:%d"
+
+[relay]
+engine = "rtpengine"
+rtpengine_tout = "300ms"
+rtpengine_retr = 1
+
+[[relay.set]]
+id = 1
+match = "sip:*@carrier.test"
+nodes = ["udp:127.0.0.1:%d"]
+
+[[relay.set]]
+id = 0
+nodes = ["udp:127.0.0.1:%d"]
+`, carrierPort, b.ngPort, a.ngPort))
+	alice := newUA(t, "alice", "127.0.0.2", p, "")
+	bob := newUA(t, "bob", "127.0.0.3", p, "")
+	carrier := newUAOn(t, "carrier", fmt.Sprintf("127.0.0.8:%d", carrierPort), p)
+	bob.register(600)
+	aRTP, bRTP := newRTP(t, "127.0.0.2"), newRTP(t, "127.0.0.3")
+	_, _, atBob, _ := rtpCall(t, alice, bob, aRTP, bRTP, "s0")
+	if port := mediaOf(t, []byte(atBob)).Port(); !a.owns(port) {
+		t.Errorf("a local call went to port %d, not the default set's node", port)
+	}
+	alice.inviteSDP("sip:+15551234@carrier.test", strings.ReplaceAll(sdpWith(aRTP.port(), ""), "192.168.1.50", "127.0.0.2"))
+	inv := carrier.recv("INVITE to the carrier", isRequest("INVITE")).(*sip.Request)
+	if port := mediaOf(t, inv.Body()).Port(); !b.owns(port) {
+		t.Errorf("a carrier call went to port %d, not set 1's node", port)
+	}
+}

@@ -409,9 +409,17 @@ func (c *Client) send(ctx context.Context, cmd string, r *relay.Request) (*relay
 		if cmd != "offer" {
 			return nil, fmt.Errorf("answer for %s: %w", r.Key, relay.ErrNoSession)
 		}
+		set := c.defaultSet()
+		if r.Set != "" {
+			id, err := strconv.Atoi(r.Set)
+			if err != nil {
+				return nil, fmt.Errorf("relay set %q: %w", r.Set, ErrNoNode)
+			}
+			set = id
+		}
 		var tried []*Node
 		for {
-			cand, err := c.choose(c.defaultSet(), tried)
+			cand, err := c.choose(set, tried)
 			if err != nil {
 				return nil, err
 			}

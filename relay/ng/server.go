@@ -228,15 +228,18 @@ func spellings(key string) []string {
 // flags turns an NG request's options into leg flags, and lists what it
 // does not act on (returned to the caller as a warning).
 func flags(d map[string]any) (relay.LegFlags, []string, error) {
-	f := relay.DefaultLegFlags()
-	var ignored []string
+	var known, ignored []string
 	for _, fl := range list(d, "flags") {
-		g, err := relay.ParseFlags(strings.ReplaceAll(fl, " ", "-"))
-		if err != nil {
+		w := strings.ReplaceAll(fl, " ", "-")
+		if _, err := relay.ParseFlags(w); err != nil {
 			ignored = append(ignored, fl)
 			continue
 		}
-		merge(&f, g, fl)
+		known = append(known, w)
+	}
+	f, err := relay.ParseFlags(strings.Join(known, " ")) // each word checked above
+	if err != nil {
+		return f, nil, err
 	}
 	for _, r := range list(d, "replace") {
 		switch strings.ReplaceAll(strings.ToLower(r), " ", "-") {
@@ -274,36 +277,6 @@ func flags(d map[string]any) (relay.LegFlags, []string, error) {
 		ignored = append(ignored, "direction (one media interface)")
 	}
 	return f, ignored, nil
-}
-
-// merge applies the one flag word fl (parsed as g) over f.
-func merge(f *relay.LegFlags, g relay.LegFlags, fl string) {
-	switch strings.ToLower(strings.ReplaceAll(fl, " ", "-")) {
-	case "asymmetric":
-		f.Symmetric = false
-	case "symmetric":
-		f.Symmetric = true
-	case "trust-address":
-		f.TrustAddress, f.SIPSource = true, false
-	case "sip-source-address":
-		f.SIPSource, f.TrustAddress = true, false
-	case "replace-origin":
-		f.ReplaceOrigin = true
-	case "replace-session-connection":
-		f.ReplaceSessionConnection = true
-	case "loop-protect":
-		f.LoopProtect = true
-	default:
-		if g.RTCPMux != "" {
-			f.RTCPMux = g.RTCPMux
-		}
-		if g.ICERemove {
-			f.ICERemove = true
-		}
-		if g.MediaAddress.IsValid() {
-			f.MediaAddress = g.MediaAddress
-		}
-	}
 }
 
 func (s *Server) offerAnswer(ctx context.Context, cmd string, d map[string]any, src netip.AddrPort) map[string]any {

@@ -99,6 +99,18 @@ func waitLatched(t *testing.T, s *Session, caller bool) {
 	t.Fatal("side never latched")
 }
 
+// talking gives a call two UAs that have each sent once, the caller
+// first, so both sides are latched and relaying both ways.
+func talking(t *testing.T, s *Session, portA, portB int) (caller, callee *net.UDPConn) {
+	t.Helper()
+	caller, callee = udp(t, "127.0.0.2"), udp(t, "127.0.0.3")
+	send(t, caller, portA, rtpPacket(t, 1, 'a'))
+	waitLatched(t, s, true)
+	send(t, callee, portB, rtpPacket(t, 1, 'b'))
+	expect(t, caller, 1, portA)
+	return caller, callee
+}
+
 func audio(addr string, port int) *SDPInfo {
 	return &SDPInfo{Streams: []StreamInfo{{Media: "audio", Port: port, RTCPPort: port + 1, Addr: netip.MustParseAddr(addr), ClockRate: 8000}}}
 }
@@ -177,11 +189,7 @@ func TestRelayBothWaysWithLatching(t *testing.T) {
 func TestRelatchAfterNewOffer(t *testing.T) {
 	r := newTestRelay(t, 4, nil)
 	s, portA, portB := call(t, r)
-	caller, callee := udp(t, "127.0.0.2"), udp(t, "127.0.0.3")
-	send(t, caller, portA, rtpPacket(t, 1, 'a'))
-	waitLatched(t, s, true)
-	send(t, callee, portB, rtpPacket(t, 1, 'b'))
-	expect(t, caller, 1, portA)
+	caller, callee := talking(t, s, portA, portB)
 
 	// The caller moves to a new socket and says so in a re-INVITE.
 	moved := udp(t, "127.0.0.4")
@@ -218,11 +226,9 @@ func TestAsymmetricSendsToSDPAddress(t *testing.T) {
 func TestDeleteStopsForwardingAndFreesPorts(t *testing.T) {
 	r := newTestRelay(t, 4, nil)
 	s, portA, portB := call(t, r)
-	caller, callee := udp(t, "127.0.0.2"), udp(t, "127.0.0.3")
-	send(t, callee, portB, rtpPacket(t, 1, 'b'))
-	waitLatched(t, s, false)
+	caller, callee := talking(t, s, portA, portB)
 	send(t, caller, portA, rtpPacket(t, 1, 'a'))
-	expect(t, callee, 1, portB)
+	expect(t, callee, 1, portB) // forwarding before the delete
 	if _, err := r.Delete("call-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -336,11 +342,7 @@ func TestRTPStatsLoss(t *testing.T) {
 func TestRestoreKeepsPortsAndLatches(t *testing.T) {
 	r := newTestRelay(t, 4, nil)
 	s, portA, portB := call(t, r)
-	caller, callee := udp(t, "127.0.0.2"), udp(t, "127.0.0.3")
-	send(t, caller, portA, rtpPacket(t, 1, 'a'))
-	waitLatched(t, s, true)
-	send(t, callee, portB, rtpPacket(t, 1, 'b'))
-	expect(t, caller, 1, portA)
+	caller, callee := talking(t, s, portA, portB)
 	st := s.State()
 	r.Close() // the process stops
 

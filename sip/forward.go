@@ -371,8 +371,7 @@ func (p *Proxy) stopBranch(b *branch, log *slog.Logger) {
 		return
 	}
 	if !b.req.IsInvite() {
-		b.done = true
-		return
+		return // only INVITEs are cancelled (RFC 3261 §9.1); the others run out
 	}
 	if !b.ringing {
 		b.wantStop = true

@@ -5,7 +5,6 @@
 package control
 
 import (
-	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -242,5 +241,3 @@ func openFiles() int {
 	}
 	return len(es)
 }
-
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

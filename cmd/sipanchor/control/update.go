@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -30,7 +31,7 @@ func parseUpdate(r *http.Request) (*updateRequest, *[2]relay.LegFlags, error) {
 		return nil, nil, err
 	}
 	if len(b) > 0 {
-		dec := json.NewDecoder(bytesReader(b))
+		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&u); err != nil {
 			return nil, nil, errors.New("bad JSON: " + err.Error())

@@ -267,7 +267,7 @@ func relayBranch(b *branch, events chan<- branchEvent) {
 // startBranch builds the copy of req for target t and starts its client
 // transaction.
 func (p *Proxy) startBranch(req *sip.Request, in *listener, t target, branchID string, a *anchor) (*branch, error) {
-	out, err := p.outbound(t.transport, t.dst.Addr(), t.prefer)
+	out, err := p.outbound(t.transport, t.dst, t.prefer)
 	if err != nil {
 		return nil, err
 	}
@@ -433,7 +433,7 @@ func (p *Proxy) forwardStateless(req *sip.Request) {
 		return
 	}
 	t := ts[0]
-	out, err := p.outbound(t.transport, t.dst.Addr(), t.prefer)
+	out, err := p.outbound(t.transport, t.dst, t.prefer)
 	if err != nil {
 		p.log.Info("ACK not forwarded", "call_id", callID(req), "err", err)
 		return

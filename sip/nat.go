@@ -90,6 +90,7 @@ func (p *Proxy) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
+			p.flows.expire(now)
 			gone, err := p.loc.Expire(ctx, now)
 			if err != nil && ctx.Err() == nil {
 				p.log.Error("expiring bindings failed", "err", err)
@@ -145,7 +146,7 @@ func (p *Proxy) ping(ctx context.Context, b Binding, wait time.Duration) bool {
 	if err != nil {
 		return false
 	}
-	out, err := p.outbound(t.transport, t.dst.Addr(), t.prefer)
+	out, err := p.outbound(t.transport, t.dst, t.prefer)
 	if err != nil {
 		return false
 	}

@@ -54,6 +54,7 @@ type Proxy struct {
 	auth    *authenticator
 	dialogs *dialog.Manager
 
+	flows     *flows       // which listener each source address came in on
 	malformed atomic.Int64 // datagrams dropped or answered 400 before the transaction layer
 	metrics   *Metrics
 	wg        sync.WaitGroup
@@ -66,7 +67,7 @@ const timerC = 3 * time.Minute
 // a proxy ready to Serve.
 func New(ctx context.Context, o Options) (*Proxy, error) {
 	cfg := o.Config
-	p := &Proxy{cfg: cfg, log: o.Log, self: map[string]bool{}, domains: map[string]bool{}, dialogs: o.Dialogs, metrics: newMetrics()}
+	p := &Proxy{cfg: cfg, log: o.Log, self: map[string]bool{}, domains: map[string]bool{}, dialogs: o.Dialogs, metrics: newMetrics(), flows: newFlows()}
 	if p.dialogs != nil {
 		p.dialogs.SetEnder(p.endDialog)
 	}
@@ -136,7 +137,10 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("sipanchor"),
 		sipgo.WithUserAgentTransportLayerOptions(
-			sip.WithTransportLayerReadFilter(filter.filter),
+			sip.WithTransportLayerReadFilter(func(props sip.TransportReadProps, data []byte) ([]byte, error) {
+				p.learnRead(props)
+				return filter.filter(props, data)
+			}),
 			sip.WithTransportLayerLogger(sgLog),
 		),
 		sipgo.WithUserAgentTransactionLayerOptions(
@@ -219,28 +223,12 @@ func (p *Proxy) Malformed() int64 { return p.malformed.Load() }
 // inbound is the listener a server transaction's request arrived on.
 func (p *Proxy) inbound(req *sip.Request, tx sip.ServerTransaction) *listener {
 	tr := strings.ToLower(req.Transport())
-	var local netip.AddrPort
-	if tx != nil {
-		if st, ok := tx.(*sip.ServerTx); ok && st.Connection() != nil {
-			if ap, err := netip.ParseAddrPort(st.Connection().LocalAddr().String()); err == nil {
-				local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if st, ok := tx.(*sip.ServerTx); ok && st.Connection() != nil {
+		if local, ok := addrPortOf(st.Connection().LocalAddr()); ok {
+			if l := p.listenerAt(tr, local); l != nil {
+				return l
 			}
 		}
-	}
-	var wildcard *listener
-	for _, l := range p.listeners {
-		if l.transport != tr {
-			continue
-		}
-		if l.local == local {
-			return l
-		}
-		if l.local.Port() == local.Port() && l.local.Addr().IsUnspecified() {
-			wildcard = l
-		}
-	}
-	if wildcard != nil {
-		return wildcard
 	}
 	for _, l := range p.listeners {
 		if l.transport == tr {
@@ -250,31 +238,50 @@ func (p *Proxy) inbound(req *sip.Request, tx sip.ServerTransaction) *listener {
 	return p.listeners[0]
 }
 
-// outbound picks the listener to send to dst over transport; prefer names
-// a listener key (the one a binding registered through) to use if it fits.
-func (p *Proxy) outbound(transport string, dst netip.Addr, prefer string) (*listener, error) {
-	var best *listener
-	for _, l := range p.listeners {
-		if l.transport != transport {
-			continue
-		}
+// outbound picks the listener to send to dst over transport: the one
+// named by prefer (the listener a binding or dialog came through) if it
+// fits, else the one dst's own messages last came in on, else one whose
+// address can reach dst. A loopback-bound listener reaches another host
+// only back through a port forward (DNAT) that brought that host to it;
+// it is the last resort.
+func (p *Proxy) outbound(transport string, dst netip.AddrPort, prefer string) (*listener, error) {
+	fits := func(l *listener) bool {
 		la := l.local.Addr()
-		if !la.IsUnspecified() && la.Is4() != dst.Is4() {
+		if l.transport != transport {
+			return false
+		}
+		if la.IsUnspecified() {
+			return la.Is6() || dst.Addr().Is4()
+		}
+		return la.Is4() == dst.Addr().Is4()
+	}
+	if prefer != "" {
+		for _, l := range p.listeners {
+			if l.key() == prefer && fits(l) {
+				return l, nil
+			}
+		}
+	}
+	if l := p.flows.lookup(transport, dst); l != nil && fits(l) {
+		return l, nil
+	}
+	var best, last *listener
+	for _, l := range p.listeners {
+		if !fits(l) {
 			continue
 		}
-		if la.IsUnspecified() && la.Is4() && !dst.Is4() {
-			continue
+		if last == nil {
+			last = l
 		}
-		if l.key() == prefer {
-			return l, nil
-		}
-		// A loopback-bound socket cannot reach other hosts.
-		if la.IsLoopback() && !dst.IsLoopback() {
+		if l.local.Addr().IsLoopback() && !dst.Addr().IsLoopback() {
 			continue
 		}
 		if best == nil {
 			best = l
 		}
+	}
+	if best == nil {
+		best = last
 	}
 	if best == nil {
 		return nil, fmt.Errorf("%s to %s: %w", transport, dst, errNoListener)

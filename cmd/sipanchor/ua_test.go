@@ -78,14 +78,20 @@ func newUAAt(t *testing.T, name, addr string, p *proxy, contactHost string) *ua 
 // newTCPUA connects to the proxy over TCP from ip.
 func newTCPUA(t *testing.T, name, ip string, p *proxy, contactHost string) *ua {
 	t.Helper()
+	return dialTCPUA(t, name, ip, fmt.Sprintf("127.0.0.1:%d", p.port), contactHost)
+}
+
+// dialTCPUA connects to a proxy at addr over TCP from ip.
+func dialTCPUA(t *testing.T, name, ip, addr, contactHost string) *ua {
+	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-	c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.port))
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	la := c.LocalAddr().(*net.TCPAddr)
 	u := &ua{t: t, name: name, transport: "tcp", tc: c, local: &net.UDPAddr{IP: la.IP, Port: la.Port},
-		proxy: fmt.Sprintf("127.0.0.1:%d", p.port), in: make(chan sip.Message, 64), tag: randTag()}
+		proxy: addr, in: make(chan sip.Message, 64), tag: randTag()}
 	u.contact = net.JoinHostPort(contactHost, "5060")
 	go func() {
 		par := sip.NewParser().NewSIPStream()

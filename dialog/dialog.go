@@ -192,6 +192,7 @@ type Dialog struct {
 	done      chan struct{} // closed when the dialog ends
 	moves     int
 	moving    bool
+	cancelled atomic.Bool // the caller CANCELled the initial INVITE
 }
 
 // exchange is one offer/answer in progress (RFC 3264): who sent the
@@ -347,7 +348,7 @@ var ErrNotEngaged = errors.New("dialog not engaged")
 // (DESIGN: initial INVITE with SDP → Offer). Without SDP or engagement it
 // returns the body unchanged. Call with the dialog locked.
 func (d *Dialog) OfferBranch(ctx context.Context, branch string, sdp []byte) ([]byte, error) {
-	if !d.Engaged || len(sdp) == 0 {
+	if d.ended || !d.Engaged || len(sdp) == 0 {
 		return sdp, nil
 	}
 	rep, err := d.m.engine.Offer(ctx, d.req(branch, relay.Caller, sdp))
@@ -364,7 +365,7 @@ func (d *Dialog) OfferBranch(ctx context.Context, branch string, sdp []byte) ([]
 // INVITE and returns the body to relay. With an offer in the INVITE the
 // SDP is the answer; without one, it is the callee's offer (late offer).
 func (d *Dialog) BranchResponse(ctx context.Context, branch string, code int, toTag string, src netip.AddrPort, sdp []byte) ([]byte, error) {
-	if d.State == StateConfirmed && code < 200 {
+	if d.ended || d.State == StateConfirmed && code < 200 {
 		return sdp, nil // a late provisional: nothing to do
 	}
 	d.src[1] = src
@@ -415,7 +416,7 @@ func (d *Dialog) BranchFailed(ctx context.Context, branch string) {
 // the callee's tag and target, and the route sets both ways. Other
 // branches' sessions go.
 func (d *Dialog) Confirm(ctx context.Context, branch string, callee Party, callerRoutes []string, initialSDP []byte, answerSDP []byte) {
-	if d.State == StateConfirmed {
+	if d.ended || d.State == StateConfirmed {
 		return
 	}
 	d.State = StateConfirmed
@@ -450,6 +451,26 @@ func (d *Dialog) Confirm(ctx context.Context, branch string, callee Party, calle
 	d.m.emit(d, "call.answer", "")
 }
 
+// Cancel ends an early dialog whose caller CANCELled: its relay sessions
+// are deleted before it returns, so that no early media crosses after the
+// caller's 487. It never waits for an engine call in progress on the
+// dialog (the SIP layer calls it from the CANCEL's transaction): whoever
+// holds the dialog then finds it Cancelled when done and calls Fail.
+// Call unlocked.
+func (d *Dialog) Cancel(ctx context.Context) {
+	d.cancelled.Store(true)
+	if !d.mu.TryLock() {
+		return
+	}
+	defer d.mu.Unlock()
+	if d.State == StateEarly {
+		d.Fail(ctx, "cancelled")
+	}
+}
+
+// Cancelled reports whether the caller CANCELled the initial INVITE.
+func (d *Dialog) Cancelled() bool { return d.cancelled.Load() }
+
 // Fail ends an early dialog whose INVITE got no 2xx. Call locked.
 func (d *Dialog) Fail(ctx context.Context, reason string) {
 	for b := range d.branches {
@@ -467,6 +488,9 @@ func (d *Dialog) Request(ctx context.Context, from relay.Leg, method string, cse
 		p = &d.Callee
 	}
 	p.CSeq = max(p.CSeq, cseq)
+	if d.ended {
+		return sdp, nil
+	}
 	if method == "BYE" {
 		d.end("BYE from " + from.String())
 		return sdp, nil
@@ -496,7 +520,7 @@ func (d *Dialog) Request(ctx context.Context, from relay.Leg, method string, cse
 func (d *Dialog) Response(ctx context.Context, method string, cseq uint32, code int, sdp []byte) ([]byte, error) {
 	k := txKey(method, cseq)
 	x := d.pending[k]
-	if x == nil || code == 100 {
+	if d.ended || x == nil || code == 100 {
 		return sdp, nil
 	}
 	answerer := x.requester.Other()
@@ -541,7 +565,7 @@ func (d *Dialog) Response(ctx context.Context, method string, cseq uint32, code 
 func (d *Dialog) Ack(ctx context.Context, from relay.Leg, cseq uint32, sdp []byte) ([]byte, error) {
 	k := txKey("INVITE", cseq)
 	x := d.pending[k]
-	if x == nil || x.offerer != from.Other() {
+	if d.ended || x == nil || x.offerer != from.Other() {
 		return sdp, nil
 	}
 	delete(d.pending, k)

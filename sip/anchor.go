@@ -153,11 +153,25 @@ func (a *anchor) offerBranch(r *sip.Request, branch string) error {
 	a.d.Lock()
 	body, err := a.d.OfferBranch(context.Background(), branch, r.Body())
 	a.d.Unlock()
+	if a.afterCancel() {
+		return errCancelled
+	}
 	if err != nil {
 		return err
 	}
 	setBody(r, body)
 	return nil
+}
+
+// afterCancel finishes a CANCEL that came while this transaction held the
+// dialog (Dialog.Cancel does not wait): the dialog fails here. It reports
+// whether the call was cancelled.
+func (a *anchor) afterCancel() bool {
+	if a == nil || !a.initial || !a.d.Cancelled() {
+		return false
+	}
+	a.failed("cancelled")
+	return true
 }
 
 // response runs the hooks for a response from branch b; up is the copy
@@ -167,11 +181,16 @@ func (p *Proxy) anchorResponse(a *anchor, b *branch, res, up *sip.Response, req 
 	if a == nil {
 		return
 	}
+	a.d.Lock()
+	p.anchorResponseLocked(a, b, res, up, req)
+	a.d.Unlock()
+	a.afterCancel()
+}
+
+func (p *Proxy) anchorResponseLocked(a *anchor, b *branch, res, up *sip.Response, req *sip.Request) {
 	ctx := context.Background()
 	branchID, _ := b.req.Via().Params.Get("branch")
 	code := res.StatusCode
-	a.d.Lock()
-	defer a.d.Unlock()
 	if !a.initial {
 		body, err := a.d.Response(ctx, a.method, a.cseq, code, res.Body())
 		if err != nil {

@@ -10,4 +10,5 @@ var (
 	errNoConnection = errors.New("no connection to that TCP client")
 	errBadAlias     = errors.New("malformed alias parameter")
 	errRelay        = errors.New("media relay")
+	errCancelled    = errors.New("cancelled by the caller")
 )

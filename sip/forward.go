@@ -37,7 +37,7 @@ type branchEvent struct {
 // proxy forwards req to every target in parallel and relays the responses
 // upstream: provisionals as they come, every 2xx, or else the best final
 // response once all branches have ended (RFC 3261 §16.7).
-func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []target, loopHash string, a *anchor) {
+func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []target, loopHash string, a *anchor, cw *cancelWatch) {
 	start := time.Now()
 	log := p.log.With("call_id", callID(req), "method", string(req.Method))
 	in := p.inbound(req, stx)
@@ -45,6 +45,9 @@ func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []tar
 	var branches []*branch
 	code, reason := sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
 	for i, t := range targets {
+		if cw.cancelled() {
+			break // sipgo answered 487; a branch started now would ring on
+		}
 		b, err := p.startBranch(req, in, t, branchPrefix+loopHash+"."+strconv.Itoa(i)+randHex(4), a)
 		if err != nil {
 			log.Info("branch not started", "target", t.String(), "err", err)
@@ -57,21 +60,16 @@ func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []tar
 		go relayBranch(b, events)
 	}
 	if len(branches) == 0 {
+		if cw.cancelled() {
+			a.failed("cancelled")
+			return // sipgo sent the 487
+		}
 		a.failed("no branch started")
 		p.reply(req, stx, code, reason)
 		return
 	}
 
-	cancelled := make(chan struct{})
-	if st, ok := stx.(*sip.ServerTx); ok && req.IsInvite() {
-		var once bool
-		st.OnCancel(func(*sip.Request) {
-			if !once {
-				once = true
-				close(cancelled)
-			}
-		})
-	}
+	cancelled := cw.done()
 	var ringTimer <-chan time.Time
 	if req.IsInvite() {
 		t := time.NewTimer(timerC)

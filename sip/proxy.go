@@ -334,6 +334,9 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
+	// From here on a CANCEL of this INVITE is seen, whatever step the
+	// INVITE is at: sipgo answers it with a 487 at once.
+	cw := watchCancel(req, tx)
 	if req.IsInvite() {
 		// RFC 3261 §16.2: answer 100 at once so the caller stops retransmitting.
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusTrying, "Trying", nil))
@@ -372,12 +375,20 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.reply(req, tx, status, reason)
 		return
 	}
+	if cw.cancelled() {
+		p.log.Info("cancelled by caller before forwarding", "call_id", callID(req), "peer", req.Source())
+		return
+	}
 	a, status, reason := p.engage(req)
 	if status != 0 {
 		p.reply(req, tx, status, reason)
 		return
 	}
-	p.proxy(req, tx, targets, loopHash, a)
+	if a != nil && a.initial {
+		// The relay sessions go before sipgo sends the 487.
+		cw.onCancel(func() { a.d.Cancel(context.Background()) })
+	}
+	p.proxy(req, tx, targets, loopHash, a, cw)
 }
 
 // mustAuthenticate: out-of-dialog requests claiming to come from a local

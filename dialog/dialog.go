@@ -123,7 +123,7 @@ type Manager struct {
 	engine relay.Engine
 	cfg    Config
 	log    *slog.Logger
-	end    Ender
+	end    atomic.Pointer[Ender] // set by the SIP layer; watchers may already run
 
 	mu      sync.Mutex
 	dialogs map[string]*Dialog
@@ -155,7 +155,7 @@ func NewManager(engine relay.Engine, cfg Config) *Manager {
 }
 
 // SetEnder installs the function that sends BYEs.
-func (m *Manager) SetEnder(e Ender) { m.end = e }
+func (m *Manager) SetEnder(e Ender) { m.end.Store(&e) }
 
 // Engine is the relay engine in use.
 func (m *Manager) Engine() relay.Engine { return m.engine }
@@ -182,7 +182,10 @@ type Dialog struct {
 	flags     [2]relay.LegFlags // caller, callee
 	set       string            // relay set of the call
 	lateOffer bool              // the INVITE had no SDP: the 2xx offers, the ACK answers
-	branches  map[string]bool   // branches holding a relay session
+	branches  map[string]relay.Session // branches holding a relay session
+	early     map[string]string        // early dialogs: callee's tag → branch
+	earlyOA   map[string]*exchange     // per branch: an offer in a reliable 18x, answered in the PRACK
+	inviteTx  string                   // the initial INVITE's txKey
 	session   relay.Session
 	src       [2]netip.AddrPort    // SIP source of each side
 	accepted  [2][]byte            // last SDP of each side that was part of a completed offer/answer
@@ -194,18 +197,6 @@ type Dialog struct {
 	moving    bool
 	cancelled atomic.Bool // the caller CANCELled the initial INVITE
 }
-
-// exchange is one offer/answer in progress (RFC 3264): who sent the
-// request, and who offered (the requester, or with a request without SDP,
-// the responder in its 2xx, answered in the ACK). Glare makes two of them
-// live at once, so they are kept per transaction.
-type exchange struct {
-	requester relay.Leg
-	offerer   relay.Leg // LegUnknown until an offer is seen
-	offer     []byte
-}
-
-func txKey(method string, cseq uint32) string { return fmt.Sprint(method, " ", cseq) }
 
 func legIndex(l relay.Leg) int {
 	if l == relay.Callee {
@@ -286,7 +277,10 @@ func (m *Manager) Begin(in InviteInfo) *Dialog {
 		Caller:   Party{URI: in.FromURI, Tag: in.FromTag, Contact: in.Contact, CSeq: in.CSeq},
 		Callee:   Party{URI: in.ToURI},
 		flags:    [2]relay.LegFlags{m.cfg.Caller, m.cfg.Callee},
-		branches: map[string]bool{},
+		branches: map[string]relay.Session{},
+		early:    map[string]string{},
+		earlyOA:  map[string]*exchange{},
+		inviteTx: txKey("INVITE", in.CSeq),
 		pending:  map[string]*exchange{},
 		done:     make(chan struct{}),
 	}
@@ -304,7 +298,7 @@ func (m *Manager) Begin(in InviteInfo) *Dialog {
 	d.lateOffer = len(in.SDP) == 0
 	if d.lateOffer {
 		// The 2xx will offer, the ACK answer.
-		d.pending[txKey("INVITE", in.CSeq)] = &exchange{requester: relay.Caller}
+		d.pending[d.inviteTx] = &exchange{requester: relay.Caller}
 	}
 	m.dialogs[k] = d
 	d.log.Info("dialog started", "engaged", d.Engaged, "late_offer", d.lateOffer)
@@ -344,74 +338,6 @@ func (d *Dialog) req(branch string, from relay.Leg, sdp []byte) *relay.Request {
 // ErrNotEngaged: the dialog's media is not anchored.
 var ErrNotEngaged = errors.New("dialog not engaged")
 
-// OfferBranch rewrites the initial INVITE's SDP for one forked branch
-// (DESIGN: initial INVITE with SDP → Offer). Without SDP or engagement it
-// returns the body unchanged. Call with the dialog locked.
-func (d *Dialog) OfferBranch(ctx context.Context, branch string, sdp []byte) ([]byte, error) {
-	if d.ended || !d.Engaged || len(sdp) == 0 {
-		return sdp, nil
-	}
-	rep, err := d.m.engine.Offer(ctx, d.req(branch, relay.Caller, sdp))
-	if err != nil {
-		return nil, err
-	}
-	if rep.Session != nil {
-		d.branches[branch] = true
-	}
-	return rep.SDP, nil
-}
-
-// BranchResponse handles a 18x/2xx with SDP from a branch of the initial
-// INVITE and returns the body to relay. With an offer in the INVITE the
-// SDP is the answer; without one, it is the callee's offer (late offer).
-func (d *Dialog) BranchResponse(ctx context.Context, branch string, code int, toTag string, src netip.AddrPort, sdp []byte) ([]byte, error) {
-	if d.ended || d.State == StateConfirmed && code < 200 {
-		return sdp, nil // a late provisional: nothing to do
-	}
-	d.src[1] = src
-	if toTag != "" && d.Callee.Tag == "" {
-		d.Callee.Tag = toTag
-	}
-	if !d.Engaged || len(sdp) == 0 {
-		return sdp, nil
-	}
-	r := d.req(branch, relay.Callee, sdp)
-	var rep *relay.Reply
-	var err error
-	if d.lateOffer {
-		rep, err = d.m.engine.Offer(ctx, r)
-		if err == nil && code >= 200 {
-			for _, x := range d.pending {
-				x.offerer, x.offer = relay.Callee, sdp
-			}
-		}
-	} else {
-		rep, err = d.m.engine.Answer(ctx, r)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if rep.Session != nil {
-		d.branches[branch] = true
-		if code >= 200 {
-			d.session = rep.Session
-		}
-	}
-	return rep.SDP, nil
-}
-
-// BranchFailed frees a branch that got a final response ≥ 300, was
-// cancelled or timed out (DESIGN: final reply ≥ 300, CANCEL → Delete branch).
-func (d *Dialog) BranchFailed(ctx context.Context, branch string) {
-	if !d.branches[branch] {
-		return
-	}
-	delete(d.branches, branch)
-	if err := d.m.engine.Delete(ctx, d.req(branch, relay.Caller, nil)); err != nil {
-		d.log.Warn("relay delete failed", "branch", branch, "err", err)
-	}
-}
-
 // Confirm records the 2xx that set up the dialog: the answering branch,
 // the callee's tag and target, and the route sets both ways. Other
 // branches' sessions go.
@@ -424,28 +350,8 @@ func (d *Dialog) Confirm(ctx context.Context, branch string, callee Party, calle
 	d.Branch = branch
 	d.Callee = callee
 	d.Caller.Routes = callerRoutes
-	if !d.lateOffer {
-		d.accepted = [2][]byte{initialSDP, answerSDP}
-	}
-	for b := range d.branches {
-		if b != branch {
-			d.BranchFailed(ctx, b)
-		}
-	}
-	if d.session != nil {
-		d.m.watch(d, d.session)
-	}
-	if lt := d.m.cfg.Lifetime; lt > 0 {
-		d.m.wg.Go(func() {
-			t := time.NewTimer(lt)
-			defer t.Stop()
-			select {
-			case <-t.C:
-				d.m.terminate(d, "dialog lifetime reached")
-			case <-d.done:
-			}
-		})
-	}
+	d.confirmMedia(ctx, branch, initialSDP, answerSDP)
+	d.m.armLifetime(d)
 	d.m.persist(d)
 	d.log.Info("dialog confirmed", "branch", branch, "engaged", d.Engaged)
 	d.m.emit(d, "call.answer", "")
@@ -479,119 +385,6 @@ func (d *Dialog) Fail(ctx context.Context, reason string) {
 	d.end(reason)
 }
 
-// Request handles an in-dialog request from side `from` (DESIGN:
-// re-INVITE/UPDATE with SDP → Offer; BYE → Delete the call). It returns the
-// body to forward.
-func (d *Dialog) Request(ctx context.Context, from relay.Leg, method string, cseq uint32, sdp []byte) ([]byte, error) {
-	p := &d.Caller
-	if from == relay.Callee {
-		p = &d.Callee
-	}
-	p.CSeq = max(p.CSeq, cseq)
-	if d.ended {
-		return sdp, nil
-	}
-	if method == "BYE" {
-		d.end("BYE from " + from.String())
-		return sdp, nil
-	}
-	if method != "INVITE" && method != "UPDATE" {
-		d.m.persist(d)
-		return sdp, nil
-	}
-	x := &exchange{requester: from}
-	d.pending[txKey(method, cseq)] = x
-	if !d.Engaged || len(sdp) == 0 {
-		return sdp, nil
-	}
-	rep, err := d.m.engine.Offer(ctx, d.req(d.Branch, from, sdp))
-	if err != nil {
-		delete(d.pending, txKey(method, cseq))
-		return nil, err
-	}
-	x.offerer, x.offer = from, sdp
-	return rep.SDP, nil
-}
-
-// Response handles a response to an in-dialog re-INVITE/UPDATE. With the
-// offer in the request, SDP here is the answer; with none, a 2xx offers.
-// A failure puts the offerer's side back to its last accepted SDP, so the
-// media stays as it was (RFC 3261 §14.1).
-func (d *Dialog) Response(ctx context.Context, method string, cseq uint32, code int, sdp []byte) ([]byte, error) {
-	k := txKey(method, cseq)
-	x := d.pending[k]
-	if d.ended || x == nil || code == 100 {
-		return sdp, nil
-	}
-	answerer := x.requester.Other()
-	if code >= 300 {
-		delete(d.pending, k)
-		if d.Engaged && x.offerer != relay.LegUnknown {
-			d.restore(ctx, x.offerer)
-		}
-		return sdp, nil
-	}
-	if !d.Engaged || len(sdp) == 0 {
-		if code >= 200 && x.offerer != relay.LegUnknown {
-			delete(d.pending, k) // no answer came: nothing changed
-			d.restore(ctx, x.offerer)
-		}
-		return sdp, nil
-	}
-	switch x.offerer {
-	case x.requester:
-		rep, err := d.m.engine.Answer(ctx, d.req(d.Branch, answerer, sdp))
-		if err != nil {
-			return nil, err
-		}
-		if code >= 200 {
-			d.accepted[legIndex(x.requester)], d.accepted[legIndex(answerer)] = x.offer, sdp
-			delete(d.pending, k)
-			d.m.persist(d)
-		}
-		return rep.SDP, nil
-	default: // no offer in the request: this one offers, the ACK answers
-		rep, err := d.m.engine.Offer(ctx, d.req(d.Branch, answerer, sdp))
-		if err != nil {
-			return nil, err
-		}
-		x.offerer, x.offer = answerer, sdp
-		return rep.SDP, nil
-	}
-}
-
-// Ack handles an ACK with SDP: the answer to an offer made in a 2xx (late
-// offer in the initial INVITE or in a re-INVITE without SDP).
-func (d *Dialog) Ack(ctx context.Context, from relay.Leg, cseq uint32, sdp []byte) ([]byte, error) {
-	k := txKey("INVITE", cseq)
-	x := d.pending[k]
-	if d.ended || x == nil || x.offerer != from.Other() {
-		return sdp, nil
-	}
-	delete(d.pending, k)
-	if !d.Engaged || len(sdp) == 0 {
-		return sdp, nil
-	}
-	rep, err := d.m.engine.Answer(ctx, d.req(d.Branch, from, sdp))
-	if err != nil {
-		return nil, err
-	}
-	d.accepted[legIndex(from)], d.accepted[legIndex(x.offerer)] = sdp, x.offer
-	d.m.persist(d)
-	return rep.SDP, nil
-}
-
-// restore re-applies a side's last accepted SDP after its new offer failed.
-func (d *Dialog) restore(ctx context.Context, side relay.Leg) {
-	prev := d.accepted[legIndex(side)]
-	if prev == nil {
-		return
-	}
-	if _, err := d.m.engine.Offer(ctx, d.req(d.Branch, side, prev)); err != nil {
-		d.log.Warn("restoring media after a failed offer", "err", err)
-	}
-}
-
 // watch ends the dialog when its relay session ends by itself.
 func (m *Manager) watch(d *Dialog, s relay.Session) {
 	m.wg.Go(func() {
@@ -614,11 +407,14 @@ func (m *Manager) terminate(d *Dialog, reason string) {
 	d.State = StateTerminated
 	e := Ending{CallID: d.CallID, Caller: d.Caller, Callee: d.Callee, Reason: reason}
 	d.mu.Unlock()
-	if m.end != nil && !e.Caller.unset() && !e.Callee.unset() {
+	if end := m.end.Load(); end != nil && !e.Caller.unset() && !e.Callee.unset() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		m.end(ctx, e)
+		(*end)(ctx, e)
 		cancel()
 	}
+	// finish reads what a move may be changing (the branch): under the lock.
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	m.finish(d, reason)
 }
 
@@ -634,7 +430,7 @@ func (d *Dialog) end(reason string) {
 }
 
 // finish deletes the relay session, writes the call record and forgets
-// the dialog.
+// the dialog. Call with the dialog locked.
 func (m *Manager) finish(d *Dialog, reason string) {
 	close(d.done) // once: finish runs after ended was set, which happens once
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -114,32 +114,32 @@ func TestReinvites(t *testing.T) {
 		want []string
 	}{
 		{"callee re-INVITE", func(d *Dialog) {
-			d.Request(ctx, relay.Callee, "INVITE", 101, []byte("B2"))
+			d.Request(ctx, relay.Callee, "", "INVITE", 101, []byte("B2"))
 			d.Response(ctx, "INVITE", 101, 200, []byte("A2"))
 		}, []string{"offer callee b1 B2", "answer caller b1 A2"}},
 		{"rejected re-INVITE restores the offerer", func(d *Dialog) {
-			d.Request(ctx, relay.Caller, "INVITE", 2, []byte("A2"))
+			d.Request(ctx, relay.Caller, "", "INVITE", 2, []byte("A2"))
 			d.Response(ctx, "INVITE", 2, 488, nil)
 		}, []string{"offer caller b1 A2", "offer caller b1 A1"}},
 		{"re-INVITE without SDP", func(d *Dialog) {
-			d.Request(ctx, relay.Caller, "INVITE", 2, nil)
+			d.Request(ctx, relay.Caller, "", "INVITE", 2, nil)
 			d.Response(ctx, "INVITE", 2, 200, []byte("B2"))
 			d.Ack(ctx, relay.Caller, 2, []byte("A2"))
 		}, []string{"offer callee b1 B2", "answer caller b1 A2"}},
 		{"glare: both rejected, both restored", func(d *Dialog) {
-			d.Request(ctx, relay.Caller, "INVITE", 2, []byte("A2"))
-			d.Request(ctx, relay.Callee, "INVITE", 101, []byte("B2"))
+			d.Request(ctx, relay.Caller, "", "INVITE", 2, []byte("A2"))
+			d.Request(ctx, relay.Callee, "", "INVITE", 101, []byte("B2"))
 			d.Response(ctx, "INVITE", 2, 491, nil)
 			d.Response(ctx, "INVITE", 101, 491, nil)
 		}, []string{"offer caller b1 A2", "offer callee b1 B2", "offer caller b1 A1", "offer callee b1 B1"}},
 		{"UPDATE in early media style", func(d *Dialog) {
-			d.Request(ctx, relay.Caller, "UPDATE", 3, []byte("A3"))
+			d.Request(ctx, relay.Caller, "", "UPDATE", 3, []byte("A3"))
 			d.Response(ctx, "UPDATE", 3, 200, []byte("B3"))
 		}, []string{"offer caller b1 A3", "answer callee b1 B3"}},
 		{"accepted re-INVITE becomes what a later rejection restores", func(d *Dialog) {
-			d.Request(ctx, relay.Caller, "INVITE", 2, []byte("A2"))
+			d.Request(ctx, relay.Caller, "", "INVITE", 2, []byte("A2"))
 			d.Response(ctx, "INVITE", 2, 200, []byte("B2"))
-			d.Request(ctx, relay.Caller, "INVITE", 3, []byte("A3"))
+			d.Request(ctx, relay.Caller, "", "INVITE", 3, []byte("A3"))
 			d.Response(ctx, "INVITE", 3, 488, nil)
 		}, []string{"offer caller b1 A2", "answer callee b1 B2", "offer caller b1 A3", "offer caller b1 A2"}},
 	}
@@ -157,7 +157,7 @@ func TestByeEndsDialog(t *testing.T) {
 	m, e := newTest(t, EngageAlways)
 	d := confirmed(t, m, e)
 	d.Lock()
-	d.Request(ctx, relay.Callee, "BYE", 102, nil)
+	d.Request(ctx, relay.Callee, "", "BYE", 102, nil)
 	d.Unlock()
 	want(t, e, "delete caller")
 	if m.Count() != 0 || d.State != StateTerminated {
@@ -175,7 +175,7 @@ func TestMediaTimeoutSendsByesThenDeletes(t *testing.T) {
 		mu.Unlock()
 	})
 	d := confirmed(t, m, e)
-	d.Request(ctx, relay.Caller, "INFO", 7, nil) // the caller's CSeq moves on
+	d.Request(ctx, relay.Caller, "", "INFO", 7, nil) // the caller's CSeq moves on
 	e.Session("b1").Timeout()
 	deadline := time.Now().Add(2 * time.Second)
 	for m.Count() != 0 && time.Now().Before(deadline) {
@@ -255,7 +255,7 @@ func TestLifetimeSurvivesAMoveAndEndsWithTheCall(t *testing.T) {
 	m2.cfg.Lifetime = time.Hour
 	d2 := confirmed(t, m2, e2)
 	d2.Lock()
-	d2.Request(ctx, relay.Caller, "BYE", 9, nil)
+	d2.Request(ctx, relay.Caller, "", "BYE", 9, nil)
 	d2.Unlock()
 	waited := make(chan struct{})
 	go func() { m2.Wait(); close(waited) }()

@@ -90,6 +90,10 @@ func (m *Manager) FinishMove(ctx context.Context, d *Dialog, mv *Move, ok bool, 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.moving = false
+	if d.ended {
+		_ = m.engine.Delete(ctx, d.req(mv.branch, relay.Caller, nil))
+		return nil // ended while moving: nothing to keep or put back
+	}
 	if !ok {
 		_ = m.engine.Delete(ctx, d.req(mv.branch, relay.Caller, nil))
 		var undo []Reinvite
@@ -133,7 +137,7 @@ func (m *Manager) FinishMove(ctx context.Context, d *Dialog, mv *Move, ok bool, 
 	d.session = mv.session
 	d.accepted = [2][]byte{callerSDP, calleeSDP}
 	delete(d.branches, mv.oldBranch)
-	d.branches[mv.branch] = true
+	d.branches[mv.branch] = mv.session
 	_ = m.engine.Delete(ctx, d.req(mv.oldBranch, relay.Caller, nil))
 	m.watch(d, mv.session)
 	m.persist(d)

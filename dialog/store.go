@@ -222,7 +222,8 @@ func (m *Manager) Load(ctx context.Context) (int, error) {
 		d := &Dialog{
 			m: m, log: m.log.With("call_id", rec.CallID), CallID: rec.CallID, State: StateConfirmed, Engaged: rec.Engaged,
 			Caller: rec.Caller, Callee: rec.Callee, Branch: rec.Branch, Created: rec.Created, Answered: rec.Answered,
-			flags: rec.Flags, accepted: rec.Accepted, branches: map[string]bool{}, pending: map[string]*exchange{},
+			flags: rec.Flags, accepted: rec.Accepted, branches: map[string]relay.Session{}, pending: map[string]*exchange{},
+			early: map[string]string{}, earlyOA: map[string]*exchange{},
 			offset: rec.Offset, moves: rec.Moves, done: make(chan struct{}),
 		}
 		if p, ok := m.engine.(relay.Persister); ok && rec.Engaged && len(rec.Media) > 0 {
@@ -231,10 +232,11 @@ func (m *Manager) Load(ctx context.Context) (int, error) {
 				d.log.Warn("relay session not restored", "err", err)
 			} else {
 				d.session = s
-				d.branches[d.Branch] = true
+				d.branches[d.Branch] = s
 				m.watch(d, s)
 			}
 		}
+		m.armLifetime(d)
 		m.mu.Lock()
 		m.dialogs[key(d.CallID, d.Caller.Tag)] = d
 		m.mu.Unlock()

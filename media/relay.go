@@ -269,10 +269,18 @@ func (s *Session) Apply(from Side, info *SDPInfo, symmetric, answer bool) ([]int
 		mine[0].stats.setClockRate(si.ClockRate)
 		ports[i] = theirs[0].port
 	}
-	if answer && s.answered.IsZero() {
+	return ports, nil
+}
+
+// MarkAnswered starts the setup clock (no media since the answer) once:
+// the call was answered. Before it only the ring timeout applies, however
+// long early media runs or pauses.
+func (s *Session) MarkAnswered() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.answered.IsZero() {
 		s.answered = time.Now()
 	}
-	return ports, nil
 }
 
 // newStream allocates a port pair for each side and starts their readers.

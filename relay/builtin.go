@@ -100,6 +100,9 @@ func (b *Builtin) apply(r *Request, answer bool) (*Reply, error) {
 		b.mu.Unlock()
 	}
 	ports, err := s.Apply(side, info, send.Symmetric, answer)
+	if err == nil && answer && !r.Early {
+		s.MarkAnswered()
+	}
 	if err != nil {
 		if !exists {
 			b.drop(r.Key, id)
@@ -175,6 +178,16 @@ func (b *Builtin) Query(ctx context.Context, k SessionKey) (*Stats, error) {
 }
 
 // Sessions is the number of live media sessions.
+// Confirm starts the session's setup clock: the call was answered.
+func (b *Builtin) Confirm(ctx context.Context, k SessionKey) error {
+	s, ok := b.relay.Get(sessionID(k))
+	if !ok {
+		return fmt.Errorf("confirm %s: %w", k, ErrNoSession)
+	}
+	s.MarkAnswered()
+	return nil
+}
+
 func (b *Builtin) Sessions() int { return b.relay.Count() }
 
 // KeyOf splits a media session id back into its key (for listings).

@@ -57,6 +57,11 @@ type Request struct {
 	// Set names the relay set a new call goes to ("" = the engine's
 	// default); engines without sets ignore it.
 	Set string
+	// Early: the SDP is exchanged before the call is answered (the
+	// initial offer, a 18x, a PRACK or UPDATE in an early dialog). An
+	// early answer does not start the setup clock; the 2xx does
+	// (Confirmer), or for callers that cannot tell, any answer not Early.
+	Early bool
 }
 
 // Reply is an engine's answer to Offer or Answer.
@@ -102,6 +107,15 @@ type SDPError struct{ Err error }
 
 func (e *SDPError) Error() string { return "sdp: " + e.Err.Error() }
 func (e *SDPError) Unwrap() error { return e.Err }
+
+// Confirmer is an Engine that is told when a call is answered (its 2xx):
+// the dialog layer calls it once per call, after the answering branch's
+// Offer/Answer. Its setup clock (no media since the answer) starts then,
+// not at an answer in a 183, so a call ringing with early media, or none,
+// keeps its relay however long it rings.
+type Confirmer interface {
+	Confirm(ctx context.Context, k SessionKey) error
+}
 
 // Persister is an Engine whose sessions can be saved with their dialog and
 // rebuilt after a restart (the builtin engine: same ports, same latches).

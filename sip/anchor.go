@@ -84,9 +84,13 @@ func (p *Proxy) engage(req *sip.Request) (*anchor, int, string) {
 		return nil, 0, ""
 	}
 	method := string(req.Method)
+	calleeTag := toTag // in an early dialog, the tag picks the forked branch
+	if leg == relay.Callee {
+		calleeTag = fromTag
+	}
 	d.Lock()
 	fwd := d.ForwardCSeq(leg, cseq)
-	body, err := d.Request(ctx, leg, method, fwd, req.Body())
+	body, err := d.Request(ctx, leg, calleeTag, method, fwd, req.Body())
 	d.Unlock()
 	if err != nil {
 		code, reason := relayStatus(err)

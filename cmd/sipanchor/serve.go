@@ -228,12 +228,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		defer client.Close()
 	}
 	defer rl.Close()
-	if _, err := dialogs.Load(ctx); err != nil {
-		return fmt.Errorf("restoring dialogs: %w", err)
-	}
 	p, err := sip.New(ctx, sip.Options{Config: cfg, DB: db, Log: log, Dialogs: dialogs})
 	if err != nil {
 		return err
+	}
+	// After sip.New: a restored dialog's timers and watchers may end it at
+	// once, and its BYEs need the SIP layer.
+	if _, err := dialogs.Load(ctx); err != nil {
+		cancelled, cancel := context.WithCancel(ctx)
+		cancel()
+		_ = p.Serve(cancelled) // releases the SIP sockets
+		return fmt.Errorf("restoring dialogs: %w", err)
 	}
 	var api *http.Server
 	if cfg.API.Listen != "" {

@@ -1,0 +1,187 @@
+package dialog
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"sipanchor/relay"
+)
+
+// Early dialogs (RFC 3261 §12.1, RFC 3262, RFC 3311). Each forked branch
+// of the initial INVITE has its own relay session; a branch's 18x with a
+// To tag creates an early dialog, and requests inside it (PRACK, UPDATE)
+// concern that branch's session, found by the callee's tag. An offer in a
+// reliable 18x (the INVITE had none) is answered in the PRACK. The relay's
+// setup clock does not run before the 2xx: an early answer is sent as
+// Early, and the engine is told when the call is answered.
+
+// OfferBranch rewrites the initial INVITE's SDP for one forked branch
+// (DESIGN: initial INVITE with SDP → Offer). Without SDP or engagement it
+// returns the body unchanged. Call with the dialog locked.
+func (d *Dialog) OfferBranch(ctx context.Context, branch string, sdp []byte) ([]byte, error) {
+	if d.ended || !d.Engaged || len(sdp) == 0 {
+		return sdp, nil
+	}
+	r := d.req(branch, relay.Caller, sdp)
+	r.Early = true
+	rep, err := d.m.engine.Offer(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if rep.Session != nil {
+		d.branches[branch] = rep.Session
+	}
+	return rep.SDP, nil
+}
+
+// BranchResponse handles a 18x/2xx from a branch of the initial INVITE
+// and returns the body to relay. With an offer in the INVITE its SDP is
+// the answer; without one, it is the callee's offer (late offer), answered
+// in the PRACK (reliable 18x) or the ACK (2xx). Call locked.
+func (d *Dialog) BranchResponse(ctx context.Context, branch string, code int, toTag string, src netip.AddrPort, sdp []byte) ([]byte, error) {
+	if d.ended || d.State == StateConfirmed && code < 200 {
+		return sdp, nil // a late provisional: nothing to do
+	}
+	d.src[1] = src
+	if toTag != "" {
+		if d.Callee.Tag == "" {
+			d.Callee.Tag = toTag
+		}
+		d.early[toTag] = branch
+	}
+	if !d.Engaged || len(sdp) == 0 {
+		return sdp, nil
+	}
+	r := d.req(branch, relay.Callee, sdp)
+	r.Early = code < 200
+	oa := d.earlyOA[branch]
+	var rep *relay.Reply
+	var err error
+	switch {
+	case !d.lateOffer:
+		rep, err = d.m.engine.Answer(ctx, r)
+		if err == nil {
+			d.earlyOA[branch] = &exchange{requester: relay.Caller, offerer: relay.Caller, answer: sdp, branch: branch}
+		}
+	case oa != nil && oa.answer != nil:
+		// The offer/answer finished in the 18x and PRACK: this repeats
+		// the offer (RFC 3262 §5); rewrite it the same way.
+		rep, err = d.m.engine.Offer(ctx, r)
+		if code >= 200 {
+			delete(d.pending, d.inviteTx)
+		}
+	default:
+		rep, err = d.m.engine.Offer(ctx, r)
+		if err != nil {
+			break
+		}
+		if code < 200 {
+			d.earlyOA[branch] = &exchange{requester: relay.Caller, offerer: relay.Callee, offer: sdp, branch: branch, early: true}
+		} else if x := d.pending[d.inviteTx]; x != nil {
+			x.offerer, x.offer, x.branch = relay.Callee, sdp, branch
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rep.Session != nil {
+		d.branches[branch] = rep.Session
+	}
+	return rep.SDP, nil
+}
+
+// answerEarlyOffer applies the PRACK's SDP: the caller's answer to the
+// offer in a reliable 18x of branch.
+func (d *Dialog) answerEarlyOffer(ctx context.Context, x *exchange, sdp []byte) ([]byte, error) {
+	r := d.req(x.branch, relay.Caller, sdp)
+	r.Early = true
+	rep, err := d.m.engine.Answer(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	x.answer = sdp
+	return rep.SDP, nil
+}
+
+// BranchFailed frees a branch that got a final response ≥ 300, was
+// cancelled or timed out (DESIGN: final reply ≥ 300, CANCEL → Delete branch).
+func (d *Dialog) BranchFailed(ctx context.Context, branch string) {
+	if _, ok := d.branches[branch]; !ok {
+		return
+	}
+	delete(d.branches, branch)
+	if err := d.m.engine.Delete(ctx, d.req(branch, relay.Caller, nil)); err != nil {
+		d.log.Warn("relay delete failed", "branch", branch, "err", err)
+	}
+}
+
+// branchOf is the relay session an in-dialog request concerns: the
+// answered branch's, or in an early dialog the branch whose 18x created
+// it, by the callee's tag.
+func (d *Dialog) branchOf(calleeTag string) (string, bool) {
+	if d.State != StateEarly {
+		return d.Branch, true
+	}
+	b, ok := d.early[calleeTag]
+	return b, ok
+}
+
+// confirmMedia settles the answered branch's media at the 2xx: the SDPs
+// both sides accepted, the other branches' sessions deleted, the engine
+// told the call is answered (its setup clock starts now), and the
+// session watched for media timeouts.
+func (d *Dialog) confirmMedia(ctx context.Context, branch string, initialSDP, answerSDP []byte) {
+	oa := d.earlyOA[branch]
+	switch {
+	case !d.lateOffer && len(answerSDP) > 0:
+		d.accepted = [2][]byte{initialSDP, answerSDP}
+	case !d.lateOffer && oa != nil:
+		d.accepted = [2][]byte{initialSDP, oa.answer} // answered in a 18x; the 2xx has no SDP
+	case d.lateOffer && oa != nil && oa.answer != nil:
+		d.accepted = [2][]byte{oa.answer, oa.offer} // offered in a 18x, answered in the PRACK
+	}
+	for b := range d.branches {
+		if b != branch {
+			d.BranchFailed(ctx, b)
+		}
+	}
+	clear(d.early)
+	clear(d.earlyOA)
+	for k, x := range d.pending {
+		if x.branch != "" && x.branch != branch {
+			delete(d.pending, k)
+		}
+	}
+	s := d.branches[branch]
+	if s == nil || !d.Engaged {
+		return
+	}
+	d.session = s
+	if c, ok := d.m.engine.(relay.Confirmer); ok {
+		if err := c.Confirm(ctx, d.req(branch, relay.Caller, nil).Key); err != nil {
+			d.log.Warn("relay not told the call was answered", "err", err)
+		}
+	}
+	d.m.watch(d, s)
+}
+
+// armLifetime ends the dialog with BYEs when relay.lifetime has passed
+// since it was answered; a dialog restored after a restart gets what is
+// left of it.
+func (m *Manager) armLifetime(d *Dialog) {
+	lt := m.cfg.Lifetime
+	if lt <= 0 {
+		return
+	}
+	left := time.Until(d.Answered.Add(lt))
+	m.wg.Go(func() {
+		t := time.NewTimer(max(left, 0))
+		defer t.Stop()
+		select {
+		case <-t.C:
+			m.terminate(d, "dialog lifetime reached")
+		case <-d.done:
+		}
+	})
+}

@@ -1,0 +1,177 @@
+package dialog
+
+import (
+	"context"
+	"fmt"
+
+	"sipanchor/relay"
+)
+
+// exchange is one offer/answer in progress (RFC 3264): who sent the
+// request, and who offered (the requester, or with a request without SDP,
+// the responder in its 2xx, answered in the ACK). Glare makes two of them
+// live at once, so they are kept per transaction.
+type exchange struct {
+	requester relay.Leg
+	offerer   relay.Leg // LegUnknown until an offer is seen
+	offer     []byte
+	answer    []byte // set once an answer came (a reliable 18x may carry it before the 2xx)
+	branch    string // the relay session it concerns
+	early     bool   // inside an early dialog: the call is not answered yet
+}
+
+func txKey(method string, cseq uint32) string { return fmt.Sprint(method, " ", cseq) }
+
+// request is d.req for an exchange's session.
+func (d *Dialog) request(x *exchange, from relay.Leg, sdp []byte) *relay.Request {
+	r := d.req(x.branch, from, sdp)
+	r.Early = x.early
+	return r
+}
+
+// Request handles an in-dialog request from side `from` (DESIGN:
+// re-INVITE/UPDATE with SDP → Offer; BYE → Delete the call), in an early
+// dialog too (PRACK, UPDATE before the 2xx). calleeTag names the callee's
+// side of the dialog, which in an early dialog picks the forked branch.
+// It returns the body to forward. Call locked.
+func (d *Dialog) Request(ctx context.Context, from relay.Leg, calleeTag, method string, cseq uint32, sdp []byte) ([]byte, error) {
+	p := &d.Caller
+	if from == relay.Callee {
+		p = &d.Callee
+	}
+	p.CSeq = max(p.CSeq, cseq)
+	if d.ended {
+		return sdp, nil
+	}
+	switch method {
+	case "BYE":
+		d.end("BYE from " + from.String())
+		return sdp, nil
+	case "INVITE", "UPDATE", "PRACK":
+	default:
+		d.m.persist(d)
+		return sdp, nil
+	}
+	branch, ok := d.branchOf(calleeTag)
+	if !ok {
+		return sdp, nil // an early dialog no branch answered for: nothing anchored
+	}
+	if len(sdp) > 0 && method == "PRACK" {
+		if x := d.earlyOA[branch]; x != nil && x.offerer == from.Other() && x.answer == nil {
+			return d.answerEarlyOffer(ctx, x, sdp)
+		}
+	}
+	if len(sdp) == 0 && method != "INVITE" {
+		return sdp, nil // only an INVITE without SDP asks the other side to offer
+	}
+	x := &exchange{requester: from, branch: branch, early: d.State == StateEarly}
+	d.pending[txKey(method, cseq)] = x
+	if !d.Engaged || len(sdp) == 0 {
+		return sdp, nil
+	}
+	rep, err := d.m.engine.Offer(ctx, d.request(x, from, sdp))
+	if err != nil {
+		delete(d.pending, txKey(method, cseq))
+		return nil, err
+	}
+	x.offerer, x.offer = from, sdp
+	return rep.SDP, nil
+}
+
+// Response handles a response to an in-dialog INVITE/UPDATE/PRACK. With
+// the offer in the request, SDP here is the answer; with none, a 2xx
+// offers. A failure puts the offerer's side back to its last accepted SDP,
+// so the media stays as it was (RFC 3261 §14.1). Call locked.
+func (d *Dialog) Response(ctx context.Context, method string, cseq uint32, code int, sdp []byte) ([]byte, error) {
+	k := txKey(method, cseq)
+	x := d.pending[k]
+	if d.ended || x == nil || code == 100 {
+		return sdp, nil
+	}
+	final := code >= 200
+	if code >= 300 {
+		delete(d.pending, k)
+		d.restore(ctx, x)
+		return sdp, nil
+	}
+	answerer := x.requester.Other()
+	if !d.Engaged || len(sdp) == 0 {
+		if final && x.offerer != relay.LegUnknown {
+			delete(d.pending, k)
+			if x.answer == nil {
+				d.restore(ctx, x) // no answer came: nothing changed
+			} else {
+				d.accept(x)
+			}
+		}
+		return sdp, nil
+	}
+	if x.offerer == relay.LegUnknown || x.offerer == answerer {
+		// No offer in the request: this one offers, the ACK answers.
+		rep, err := d.m.engine.Offer(ctx, d.request(x, answerer, sdp))
+		if err != nil {
+			return nil, err
+		}
+		x.offerer, x.offer = answerer, sdp
+		return rep.SDP, nil
+	}
+	rep, err := d.m.engine.Answer(ctx, d.request(x, answerer, sdp))
+	if err != nil {
+		return nil, err
+	}
+	x.answer = sdp
+	if final {
+		delete(d.pending, k)
+		d.accept(x)
+	}
+	return rep.SDP, nil
+}
+
+// accept records a completed exchange's SDPs as both sides' last accepted.
+func (d *Dialog) accept(x *exchange) {
+	if x.early {
+		return // the 2xx of the INVITE settles what was accepted
+	}
+	d.accepted[legIndex(x.offerer)], d.accepted[legIndex(x.offerer.Other())] = x.offer, x.answer
+	d.m.persist(d)
+}
+
+// Ack handles an ACK with SDP: the answer to an offer made in a 2xx (late
+// offer in the initial INVITE or in a re-INVITE without SDP). Call locked.
+func (d *Dialog) Ack(ctx context.Context, from relay.Leg, cseq uint32, sdp []byte) ([]byte, error) {
+	k := txKey("INVITE", cseq)
+	x := d.pending[k]
+	if d.ended || x == nil || x.offerer != from.Other() {
+		return sdp, nil
+	}
+	delete(d.pending, k)
+	if !d.Engaged || len(sdp) == 0 {
+		return sdp, nil
+	}
+	if x.branch == "" {
+		x.branch = d.Branch
+	}
+	x.early = false
+	rep, err := d.m.engine.Answer(ctx, d.request(x, from, sdp))
+	if err != nil {
+		return nil, err
+	}
+	x.answer = sdp
+	d.accept(x)
+	return rep.SDP, nil
+}
+
+// restore re-applies the offerer's last accepted SDP after its new offer
+// failed.
+func (d *Dialog) restore(ctx context.Context, x *exchange) {
+	if !d.Engaged || x.offerer == relay.LegUnknown {
+		return
+	}
+	prev := d.accepted[legIndex(x.offerer)]
+	if prev == nil {
+		return
+	}
+	if _, err := d.m.engine.Offer(ctx, d.request(x, x.offerer, prev)); err != nil {
+		d.log.Warn("restoring media after a failed offer", "err", err)
+	}
+}

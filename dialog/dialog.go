@@ -179,9 +179,9 @@ type Dialog struct {
 	Created  time.Time
 	Answered time.Time
 
-	flags     [2]relay.LegFlags // caller, callee
-	set       string            // relay set of the call
-	lateOffer bool              // the INVITE had no SDP: the 2xx offers, the ACK answers
+	flags     [2]relay.LegFlags        // caller, callee
+	set       string                   // relay set of the call
+	lateOffer bool                     // the INVITE had no SDP: the 2xx offers, the ACK answers
 	branches  map[string]relay.Session // branches holding a relay session
 	early     map[string]string        // early dialogs: callee's tag → branch
 	earlyOA   map[string]*exchange     // per branch: an offer in a reliable 18x, answered in the PRACK

@@ -20,6 +20,9 @@ type Config struct {
 	SetupTimeout, SessionTimeout time.Duration
 	// RingTimeout ends a session that was offered but never answered.
 	RingTimeout time.Duration
+	// TimeoutMode says whose silence SessionTimeout measures; the zero
+	// value is TimeoutAll.
+	TimeoutMode TimeoutMode
 	Log         *slog.Logger
 }
 

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -572,8 +573,8 @@ func (d *Dialog) restore(ctx context.Context, side relay.Leg) {
 func (m *Manager) watch(d *Dialog, s relay.Session) {
 	m.wg.Go(func() {
 		<-s.Done()
-		if errors.Is(s.Err(), relay.ErrMediaTimeout) {
-			m.terminate(d, "media timeout")
+		if err := s.Err(); errors.Is(err, relay.ErrMediaTimeout) {
+			m.terminate(d, err.Error()) // "media timeout", or with the silent side
 		}
 	})
 }
@@ -631,7 +632,7 @@ func (m *Manager) finish(d *Dialog, reason string) {
 	} else {
 		m.answered.Add(1)
 	}
-	if reason == "media timeout" {
+	if strings.HasPrefix(reason, "media timeout") {
 		m.timeouts.Add(1)
 		m.emit(d, "media.timeout", reason)
 	}

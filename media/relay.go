@@ -77,6 +77,9 @@ func NewRelay(cfg Config) (*Relay, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.TimeoutMode == TimeoutUnknown {
+		cfg.TimeoutMode = TimeoutAll // the rule from before modes existed
+	}
 	r := &Relay{cfg: cfg, pool: newPortPool(cfg.Bind, cfg.PortMin, cfg.PortMax), log: cfg.Log,
 		sessions: map[string]*Session{}, stop: make(chan struct{})}
 	r.wg.Go(r.sweep)

@@ -119,6 +119,9 @@ type Media struct {
 	Advertise      string   `toml:"advertise"`
 	SetupTimeout   Duration `toml:"setup_timeout"`
 	SessionTimeout Duration `toml:"session_timeout"`
+	// TimeoutMode is "all" (the call ends when every side is silent) or
+	// "any" (when one side that should send is silent).
+	TimeoutMode string `toml:"timeout_mode"`
 }
 
 // Store is the [store] table.

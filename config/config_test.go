@@ -22,6 +22,9 @@ func TestDefaultsAreValid(t *testing.T) {
 	if c.Media.PortMin != 30000 || c.Media.PortMax != 39999 {
 		t.Errorf("media ports = %d..%d", c.Media.PortMin, c.Media.PortMax)
 	}
+	if c.Media.TimeoutMode != "all" {
+		t.Errorf("media.timeout_mode = %q, want \"all\" (today's rule: the call ends when every side is silent)", c.Media.TimeoutMode)
+	}
 	if c.Store.Path != "sipanchor.db" || c.API.Listen != "127.0.0.1:8080" {
 		t.Errorf("store/api = %q %q", c.Store.Path, c.API.Listen)
 	}
@@ -80,6 +83,7 @@ func TestLoadErrors(t *testing.T) {
 		{"public ng without allow", "[ng]\nlisten = \"0.0.0.0:2223\"\n", "c.toml:2: ng.listen: \"0.0.0.0:2223\" is not loopback"},
 		{"bad ng listen", "[ng]\nlisten = \"localhost\"\n", "c.toml:2: ng.listen:"},
 		{"bad ng allow", "[ng]\nallow = [\"10.0.0.0/33\"]\n", "c.toml:2: ng.allow:"},
+		{"bad timeout mode", "[media]\nport_min = 30000\ntimeout_mode = \"either\"\n", "c.toml:3: media.timeout_mode: \"either\": want all or any"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -269,6 +269,9 @@ func (c *Config) validate(lines positions, file string) error {
 	if c.Media.SessionTimeout.Duration < 0 {
 		bad("media.session_timeout", "must not be negative")
 	}
+	if !slices.Contains([]string{"all", "any"}, c.Media.TimeoutMode) {
+		bad("media.timeout_mode", "%q: want all or any", c.Media.TimeoutMode)
+	}
 
 	if c.Store.Path == "" {
 		bad("store.path", "is required")

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -389,8 +390,8 @@ func (d *Dialog) Fail(ctx context.Context, reason string) {
 func (m *Manager) watch(d *Dialog, s relay.Session) {
 	m.wg.Go(func() {
 		<-s.Done()
-		if errors.Is(s.Err(), relay.ErrMediaTimeout) {
-			m.terminate(d, "media timeout")
+		if err := s.Err(); errors.Is(err, relay.ErrMediaTimeout) {
+			m.terminate(d, err.Error()) // "media timeout", or with the silent side
 		}
 	})
 }
@@ -451,7 +452,7 @@ func (m *Manager) finish(d *Dialog, reason string) {
 	} else {
 		m.answered.Add(1)
 	}
-	if reason == "media timeout" {
+	if strings.HasPrefix(reason, "media timeout") {
 		m.timeouts.Add(1)
 		m.emit(d, "media.timeout", reason)
 	}

@@ -20,6 +20,9 @@ type Config struct {
 	SetupTimeout, SessionTimeout time.Duration
 	// RingTimeout ends a session that was offered but never answered.
 	RingTimeout time.Duration
+	// TimeoutMode says whose silence SessionTimeout measures; the zero
+	// value is TimeoutAll.
+	TimeoutMode TimeoutMode
 	Log         *slog.Logger
 }
 
@@ -73,6 +76,9 @@ func NewRelay(cfg Config) (*Relay, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.TimeoutMode == TimeoutUnknown {
+		cfg.TimeoutMode = TimeoutAll // the rule from before modes existed
 	}
 	r := &Relay{cfg: cfg, pool: newPortPool(cfg.Bind, cfg.PortMin, cfg.PortMax), log: cfg.Log,
 		sessions: map[string]*Session{}, stop: make(chan struct{})}
@@ -167,9 +173,9 @@ func (r *Relay) sweep() {
 			return
 		case now := <-t.C:
 			for _, s := range r.Sessions() {
-				if why := s.expired(now); why != "" {
-					s.log.Info("media timeout", "why", why)
-					s.end(ErrMediaTimeout)
+				if why, err := s.expired(now); err != nil {
+					s.log.Info("media timeout", "why", why, "mode", r.cfg.TimeoutMode.String())
+					s.end(err)
 				}
 			}
 		}
@@ -194,6 +200,11 @@ type Session struct {
 
 type stream struct {
 	a, b [2]*endpoint // [0] RTP, [1] RTCP; a faces the caller, b the callee
+	// What each side's latest SDP says ([0] caller, [1] callee), and since
+	// when each has been expected to send (zero while it is not). Under the
+	// session's mu: signalling writes them, the sweeper reads them.
+	flow  [2]flow
+	since [2]time.Time
 }
 
 // ID is the session's key.
@@ -202,7 +213,8 @@ func (s *Session) ID() string { return s.id }
 // Done is closed when the session ends; Err then says why.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
-// Err is nil while the session lives, then ErrDeleted, ErrMediaTimeout or ErrClosed.
+// Err is nil while the session lives, then ErrDeleted, ErrMediaTimeout
+// (wrapped with the side that went silent under TimeoutAny) or ErrClosed.
 func (s *Session) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -241,6 +253,9 @@ func (s *Session) Apply(from Side, info *SDPInfo, symmetric, answer bool) ([]int
 		}
 		st := s.streams[i]
 		if si.Port == 0 {
+			if st != nil {
+				st.flow[from-1] = 0
+			}
 			continue
 		}
 		if st == nil { // a stream rejected earlier and offered again
@@ -267,8 +282,10 @@ func (s *Session) Apply(from Side, info *SDPInfo, symmetric, answer bool) ([]int
 		mine[0].mux.Store(si.RTCPMux)
 		mine[1].mux.Store(si.RTCPMux)
 		mine[0].stats.setClockRate(si.ClockRate)
+		st.flow[from-1] = flowOf(si)
 		ports[i] = theirs[0].port
 	}
+	s.expectFrom(time.Now())
 	return ports, nil
 }
 
@@ -346,41 +363,6 @@ func (s *Session) latched(e *endpoint, src netip.AddrPort, old *netip.AddrPort) 
 	} else {
 		s.log.Info("media re-latched", "port", e.port, "kind", kind, "source", src.String(), "was", old.String())
 	}
-}
-
-// expired says why the session has timed out at now, or "".
-func (s *Session) expired(now time.Time) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended {
-		return ""
-	}
-	cfg := s.r.cfg
-	var last int64
-	for _, st := range s.streams {
-		if st == nil {
-			continue
-		}
-		for _, e := range st.all() {
-			last = max(last, e.lastIn.Load())
-		}
-	}
-	lastT := time.Unix(0, last)
-	switch {
-	case s.answered.IsZero():
-		if cfg.RingTimeout > 0 && now.Sub(s.created) > cfg.RingTimeout {
-			return "offered but never answered"
-		}
-	case last == 0 || lastT.Before(s.answered):
-		if cfg.SetupTimeout > 0 && now.Sub(s.answered) > cfg.SetupTimeout {
-			return "no media since the answer"
-		}
-	default:
-		if cfg.SessionTimeout > 0 && now.Sub(lastT) > cfg.SessionTimeout {
-			return "media stopped"
-		}
-	}
-	return ""
 }
 
 // end closes the session's sockets, frees its ports and returns its stats.

@@ -131,6 +131,7 @@ func call(t *testing.T, r *Relay) (s *Session, portA, portB int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.MarkAnswered()
 	if pa[0] == pb[0] || pa[0]%2 != 0 || pb[0]%2 != 0 {
 		t.Fatalf("ports %d/%d: want two distinct even ports", pa[0], pb[0])
 	}

@@ -33,6 +33,10 @@ type EndpointState struct {
 	Symmetric   bool   `json:"symmetric"`
 	ClockRate   uint32 `json:"clock_rate,omitempty"`
 	RTCPMux     bool   `json:"rtcp_mux,omitempty"`
+	// NoSend and NoRecv: its latest SDP says it does not send, or is not
+	// to be sent to (hold); absent in states saved before they existed.
+	NoSend bool `json:"no_send,omitempty"`
+	NoRecv bool `json:"no_recv,omitempty"`
 }
 
 // State snapshots a session for Restore.
@@ -45,7 +49,11 @@ func (s *Session) State() SessionState {
 			st.Streams = append(st.Streams, StreamState{Rejected: true})
 			continue
 		}
-		st.Streams = append(st.Streams, StreamState{Caller: x.a[0].state(x.a[1]), Callee: x.b[0].state(x.b[1])})
+		ss := StreamState{Caller: x.a[0].state(x.a[1]), Callee: x.b[0].state(x.b[1])}
+		for i, es := range []*EndpointState{&ss.Caller, &ss.Callee} {
+			es.NoSend, es.NoRecv = x.flow[i]&flowSend == 0, x.flow[i]&flowRecv == 0
+		}
+		st.Streams = append(st.Streams, ss)
 	}
 	return st
 }
@@ -113,12 +121,22 @@ func (r *Relay) Restore(id string, st SessionState) (*Session, error) {
 			eps[i][1].mux.Store(es.RTCPMux)
 		}
 		stream := &stream{a: eps[0], b: eps[1]}
+		for i, es := range []EndpointState{x.Caller, x.Callee} {
+			stream.flow[i] = flowSend | flowRecv
+			if es.NoSend {
+				stream.flow[i] &^= flowSend
+			}
+			if es.NoRecv {
+				stream.flow[i] &^= flowRecv
+			}
+		}
 		stream.link()
 		for _, e := range stream.all() {
 			go e.run()
 		}
 		s.streams = append(s.streams, stream)
 	}
+	s.expectFrom(time.Now())
 	return s, nil
 }
 

@@ -98,10 +98,14 @@ func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dia
 	if cfg.Media.Bind != "" {
 		bind = netip.MustParseAddr(cfg.Media.Bind) // validated by config
 	}
+	mode := media.TimeoutAll
+	if cfg.Media.TimeoutMode == "any" { // validated by config: "all" or "any"
+		mode = media.TimeoutAny
+	}
 	rl, err := media.NewRelay(media.Config{
 		PortMin: cfg.Media.PortMin, PortMax: cfg.Media.PortMax, Bind: bind, Advertise: mediaAddress(cfg, bind),
 		SetupTimeout: cfg.Media.SetupTimeout.Duration, SessionTimeout: cfg.Media.SessionTimeout.Duration,
-		RingTimeout: 4 * time.Minute, Log: log,
+		TimeoutMode: mode, RingTimeout: 4 * time.Minute, Log: log,
 	})
 	if err != nil {
 		return nil, nil, nil, nil, err

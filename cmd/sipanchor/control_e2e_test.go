@@ -278,6 +278,7 @@ func TestEventsInOrder(t *testing.T) {
 }
 
 func TestAPIAccessNeedsToken(t *testing.T) {
+	requireE2E(t)
 	// A public listen address without a token: refused at start.
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.toml")

@@ -20,6 +20,7 @@ import (
 // without it: .ci/run installs it.
 func startKamailio(t *testing.T, ngPort int) int {
 	t.Helper()
+	requireE2E(t)
 	bin, err := exec.LookPath("kamailio")
 	if err != nil {
 		t.Fatal("kamailio not found: install Debian's kamailio (bash .ci/run does)")

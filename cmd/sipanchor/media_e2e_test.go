@@ -488,6 +488,7 @@ func TestThousandCallsLeaveNothingBehind(t *testing.T) {
 }
 
 func TestUnknownRelayFlagRefusedAtStart(t *testing.T) {
+	requireE2E(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.toml")
 	if err := os.WriteFile(path, []byte("[sip]\nlisten = [\"udp:127.0.0.1:5999\"]\n\n[relay]\ncaller_flags = \"replace-origin ICE=remove trust-adress\"\n"), 0o644); err != nil {
@@ -508,6 +509,7 @@ func TestUnknownRelayFlagRefusedAtStart(t *testing.T) {
 }
 
 func TestBridgeFlagsRefusedClearly(t *testing.T) {
+	requireE2E(t)
 	path := filepath.Join(t.TempDir(), "c.toml")
 	_ = os.WriteFile(path, []byte("[relay]\ncallee_flags = \"out-iface=external\"\n"), 0o644)
 	out, err := exec.Command(binPath, "config", "check", "-c", path).CombinedOutput()

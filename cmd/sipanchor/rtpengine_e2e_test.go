@@ -29,6 +29,7 @@ type rtpengineDaemon struct {
 // The test fails, never skips, without it: .ci/run installs it.
 func startRtpengine(t *testing.T, portMin int, extra ...string) *rtpengineDaemon {
 	t.Helper()
+	requireE2E(t)
 	bin, err := exec.LookPath("rtpengine")
 	if err != nil {
 		t.Fatal("rtpengine not found: install Debian's rtpengine-daemon (bash .ci/run does)")

@@ -16,6 +16,7 @@ import (
 // skips, without it: .ci/run installs it.
 func sippCmd(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
+	requireE2E(t)
 	bin, err := exec.LookPath("sipp")
 	if err != nil {
 		t.Fatal("sipp not found: install Debian's sip-tester (bash .ci/run does)")

@@ -83,3 +83,14 @@ func procIPv4(a netip.Addr) string {
 	b := a.As4()
 	return fmt.Sprintf("%02X%02X%02X%02X", b[3], b[2], b[1], b[0])
 }
+
+// requireE2E skips t under -short: end-to-end tests run the sipanchor
+// binary (which TestMain builds only without -short) and real peers.
+// Every helper that starts a process calls it; so must any test that runs
+// binPath itself.
+func requireE2E(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("e2e: skipped under -short")
+	}
+}

@@ -71,7 +71,8 @@ func TestClientWeightsAndFailover(t *testing.T) {
 	downs := make(chan string, 4)
 	c, err := NewClient(ClientConfig{Sets: []SetConfig{{ID: 0, Nodes: []string{
 		"udp:" + servers[0].Addr().String() + "=1", "udp:" + servers[1].Addr().String() + "=0"}}},
-		Timeout: 100 * time.Millisecond, Retries: 1, DisableFor: time.Minute, ProbeEvery: time.Hour, PollEvery: time.Hour,
+		Timeout: time.Second, // long enough for a -race server on a loaded machine
+		Retries: 1, DisableFor: time.Minute, ProbeEvery: time.Hour, PollEvery: time.Hour,
 		OnNode: func(n string, up bool) {
 			if !up {
 				downs <- n

@@ -16,8 +16,14 @@ run: build
 test: lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 
+# Unit tests only, quick: under -short the end-to-end tests in cmd/sipanchor
+# skip and the sipanchor binary is not built.
 unit:
 	$(GO) test -race -count=1 -short ./...
+
+# The end-to-end tests alone (they need sipp, kamailio and rtpengine).
+e2e:
+	$(GO) test -race -count=1 -timeout 20m ./cmd/sipanchor/
 
 # Not a test: numbers, reported in the README with how they were taken.
 # Go micro-benchmarks, the RTP relay against its floors (relaybench), and

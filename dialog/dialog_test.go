@@ -177,10 +177,7 @@ func TestMediaTimeoutSendsByesThenDeletes(t *testing.T) {
 	d := confirmed(t, m, e)
 	d.Request(ctx, relay.Caller, "", "INFO", 7, nil) // the caller's CSeq moves on
 	e.Session("b1").Timeout()
-	deadline := time.Now().Add(2 * time.Second)
-	for m.Count() != 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually(t, 2*time.Second, func() bool { return m.Count() == 0 }, "the timed-out dialog is still there")
 	m.Wait()
 	mu.Lock()
 	defer mu.Unlock()
@@ -243,7 +240,8 @@ func TestLifetimeSurvivesAMoveAndEndsWithTheCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.FinishMove(ctx, d, mv, true, []byte("A1"), []byte("B1"))
-	time.Sleep(600 * time.Millisecond)
+	eventually(t, 2*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(ended) > 0 },
+		"the 300 ms lifetime did not end the call after a move")
 	mu.Lock()
 	if len(ended) != 1 || ended[0] != "dialog lifetime reached" {
 		t.Errorf("after a move, the lifetime ended the call with %v", ended)

@@ -89,14 +89,10 @@ func silent(t *testing.T, c *net.UDPConn, d time.Duration) {
 // sides back to back must let the first latch before the second is relayed.
 func waitLatched(t *testing.T, s *Session, caller bool) {
 	t.Helper()
-	for range 200 {
+	eventually(t, time.Second, func() bool {
 		st := s.Stats().Streams[0]
-		if (caller && st.Caller.Latched != "") || (!caller && st.Callee.Latched != "") {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatal("side never latched")
+		return (caller && st.Caller.Latched != "") || (!caller && st.Callee.Latched != "")
+	}, "side never latched (caller %v)", caller)
 }
 
 // talking gives a call two UAs that have each sent once, the caller
@@ -166,13 +162,10 @@ func TestRelayBothWaysWithLatching(t *testing.T) {
 	// Counters are bumped after each send returns, so a packet can be
 	// read here a moment before it is counted: wait for them to settle.
 	var st StreamStats
-	for range 100 {
+	eventually(t, time.Second, func() bool {
 		st = s.Stats().Streams[0]
-		if st.Caller.PacketsOut == 2 && st.Callee.PacketsOut == 2 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return st.Caller.PacketsOut == 2 && st.Callee.PacketsOut == 2
+	}, "packets out never reached 2 each: %+v", &st)
 	if st.Caller.Strangers != 3 {
 		t.Errorf("strangers = %d, want 3", st.Caller.Strangers)
 	}

@@ -31,6 +31,21 @@ func (p *proxy) ctl(args ...string) (string, error) {
 	return out.String(), nil
 }
 
+// session reads GET /api/v1/sessions/{callID}, with its diagnosis.
+func (p *proxy) session(callID string) apiSession {
+	p.t.Helper()
+	resp, err := http.Get(p.api + "/api/v1/sessions/" + callID)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var s apiSession
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		p.t.Fatalf("GET session %s: %v", callID, err)
+	}
+	return s
+}
+
 type apiSession struct {
 	CallID  string `json:"call_id"`
 	State   string `json:"state"`
@@ -102,12 +117,9 @@ func TestCtlSessionsAndTeardown(t *testing.T) {
 	}
 	c.alice.okTo(c.alice.recv("BYE", isRequest("BYE")))
 	c.bob.okTo(c.bob.recv("BYE", isRequest("BYE")))
-	time.Sleep(100 * time.Millisecond)
+	p.waitIdle("after teardown")
 	if ss := sessions(); len(ss) != 0 {
 		t.Errorf("after teardown: %+v", ss)
-	}
-	if h := p.health(); h["relay_sessions"] != 0 || h["dialogs"] != 0 {
-		t.Errorf("after teardown: %v", h)
 	}
 }
 
@@ -120,12 +132,17 @@ func TestDiagnosisOneWay(t *testing.T) {
 	}
 	stranger := newRTP(t, "127.0.0.9")
 	stranger.sendTo(c.toAlice, 'x')
-	time.Sleep(100 * time.Millisecond)
+	// Until the relay has counted all four packets.
+	var s apiSession
+	eventually(t, 3*time.Second, func() bool {
+		s = p.session(c.dc.callID)
+		return len(s.Streams) == 1 && s.Streams[0].Caller.PacketsIn == 3 &&
+			strings.Contains(strings.Join(s.Diagnosis, "\n"), "stranger")
+	}, "the relay has not counted 3 packets and a stranger: %+v", &s)
 	out, err := p.ctl("--json", "session", c.dc.callID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s apiSession
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +164,7 @@ func TestMetricsMatchTraffic(t *testing.T) {
 	c.alice.request(c.dc, "BYE")
 	c.bob.okTo(c.bob.recv("BYE", isRequest("BYE")))
 	c.alice.recv("200 to BYE", isResponse(200, "BYE"))
-	time.Sleep(100 * time.Millisecond)
+	p.waitIdle("after BYE")
 
 	resp, err := http.Get(p.api + "/metrics")
 	if err != nil {
@@ -261,6 +278,7 @@ func TestEventsInOrder(t *testing.T) {
 }
 
 func TestAPIAccessNeedsToken(t *testing.T) {
+	requireE2E(t)
 	// A public listen address without a token: refused at start.
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.toml")
@@ -418,10 +436,7 @@ func TestCtlUpdateMovesMedia(t *testing.T) {
 	}
 	c.alice.okTo(bye)
 	c.bob.recv("200 to BYE", isResponse(200, "BYE"))
-	time.Sleep(100 * time.Millisecond)
-	if h := p.health(); h["relay_sessions"] != 0 || h["dialogs"] != 0 {
-		t.Errorf("after BYE: %v", h)
-	}
+	p.waitIdle("after BYE")
 }
 
 func TestWebhookReceivesEvents(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -22,6 +23,11 @@ import (
 var binPath string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() { // unit tests only: every e2e test skips (requireE2E)
+		binPath = "/sipanchor-not-built-under-short:call-requireE2E"
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "sipanchor-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -145,6 +151,7 @@ func startProxyFull(t *testing.T, port int, sipExtra, extra string) *proxy {
 
 func startProxyToken(t *testing.T, port int, sipExtra, extra, token string) *proxy {
 	t.Helper()
+	requireE2E(t)
 	dir := t.TempDir()
 	p := &proxy{t: t, dir: dir, port: port, token: token}
 	apiPort := freePort(t)
@@ -169,27 +176,31 @@ func (p *proxy) start() {
 	}
 	p.done = make(chan error, 1)
 	go func() { p.done <- p.cmd.Wait() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-p.done:
-			p.done <- err
-			t.Fatalf("sipanchor exited at start: %v\n%s", err, p.log.String())
-		default:
+	exited := false
+	up := poll(10*time.Second, func() bool {
+		if !p.alive() {
+			exited = true
+			return true
 		}
 		req, _ := http.NewRequest("GET", p.api+"/api/v1/health", nil)
 		if p.token != "" {
 			req.Header.Set("Authorization", "Bearer "+p.token)
 		}
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	switch {
+	case exited:
+		err := <-p.done
+		p.done <- err
+		t.Fatalf("sipanchor exited at start: %v\n%s", err, p.log.String())
+	case !up:
+		t.Fatalf("sipanchor did not come up\n%s", p.log.String())
 	}
-	t.Fatalf("sipanchor did not come up\n%s", p.log.String())
 }
 
 // stop sends SIGTERM and expects a clean exit within 5 s.
@@ -232,6 +243,16 @@ func (p *proxy) alive() bool {
 	default:
 		return true
 	}
+}
+
+// waitIdle waits until no dialog, relay session or port pair is left.
+func (p *proxy) waitIdle(what string) {
+	p.t.Helper()
+	var h map[string]float64
+	eventually(p.t, 3*time.Second, func() bool {
+		h = p.health()
+		return h["dialogs"] == 0 && h["relay_sessions"] == 0 && h["port_pairs_used"] == 0
+	}, "%s: dialogs, relay sessions and port pairs still in use: %v", what, &h)
 }
 
 // registrations reads GET /api/v1/registrations.

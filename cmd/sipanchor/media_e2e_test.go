@@ -166,6 +166,12 @@ func relayPortsOpen(t *testing.T, ports ...netip.AddrPort) int {
 	return open
 }
 
+// waitPortsClosed waits until both relay ports of the call are released.
+func (c *anchoredCall) waitPortsClosed(t *testing.T, what string) {
+	t.Helper()
+	eventually(t, 3*time.Second, func() bool { return relayPortsOpen(t, c.toAlice, c.toBob) == 0 }, "relay ports still bound %s", what)
+}
+
 // anchoredCall sets up a call whose media is relayed: alice at 127.0.0.2,
 // bob at 127.0.0.3, both writing 192.168.1.50 in SDP.
 type anchoredCall struct {
@@ -248,15 +254,10 @@ func TestMediaAnchoredBothWays(t *testing.T) {
 	c.alice.request(c.dc, "BYE")
 	c.bob.okTo(c.bob.recv("BYE", isRequest("BYE")))
 	c.alice.recv("200 to BYE", isResponse(200, "BYE"))
-	time.Sleep(100 * time.Millisecond)
+	p.waitIdle("after BYE")
+	c.waitPortsClosed(t, "after BYE")
 	c.aRTP.sendTo(c.toAlice, 'z')
 	c.bRTP.none('z', 300*time.Millisecond)
-	if n := relayPortsOpen(t, c.toAlice, c.toBob); n != 0 {
-		t.Errorf("%d relay ports still bound after BYE", n)
-	}
-	if h := p.health(); h["relay_sessions"] != 0 || h["dialogs"] != 0 {
-		t.Errorf("after BYE: %v relay sessions, %v dialogs", h["relay_sessions"], h["dialogs"])
-	}
 }
 
 func TestMediaReleasedOnRejectAndCancel(t *testing.T) {
@@ -276,13 +277,8 @@ func TestMediaReleasedOnRejectAndCancel(t *testing.T) {
 	bob.answer(inv, 486, "Busy Here", "b1")
 	bob.recv("ACK", isRequest("ACK"))
 	alice.recv("486", isResponse(486, "INVITE"))
-	time.Sleep(100 * time.Millisecond)
-	if relayPortsOpen(t, toBob) != 0 {
-		t.Error("relay port still bound after 486")
-	}
-	if h := p.health(); h["relay_sessions"] != 0 {
-		t.Errorf("after 486: %v relay sessions", h["relay_sessions"])
-	}
+	p.waitIdle("after 486")
+	eventually(t, 3*time.Second, func() bool { return relayPortsOpen(t, toBob) == 0 }, "relay port still bound after 486")
 
 	// CANCEL: likewise.
 	dc := alice.inviteSDP("sip:bob@example.test", sdpWith(aRTP.port(), ""))
@@ -295,13 +291,8 @@ func TestMediaReleasedOnRejectAndCancel(t *testing.T) {
 	bob.okTo(bob.recv("CANCEL", isRequest("CANCEL")))
 	bob.answer(inv, 487, "Request Terminated", "b2")
 	alice.recv("487", isResponse(487, "INVITE"))
-	time.Sleep(100 * time.Millisecond)
-	if relayPortsOpen(t, toBob) != 0 {
-		t.Error("relay port still bound after CANCEL")
-	}
-	if h := p.health(); h["relay_sessions"] != 0 || h["dialogs"] != 0 {
-		t.Errorf("after CANCEL: %v relay sessions, %v dialogs", h["relay_sessions"], h["dialogs"])
-	}
+	p.waitIdle("after CANCEL")
+	eventually(t, 3*time.Second, func() bool { return relayPortsOpen(t, toBob) == 0 }, "relay port still bound after CANCEL")
 }
 
 func TestMediaForkKeepsOnlyAnsweredBranch(t *testing.T) {
@@ -324,10 +315,7 @@ func TestMediaForkKeepsOnlyAnsweredBranch(t *testing.T) {
 	mobile.answer(inv2, 487, "Request Terminated", "m")
 	dc.confirmed(ok)
 	alice.request(dc, "ACK")
-	time.Sleep(150 * time.Millisecond)
-	if relayPortsOpen(t, p2) != 0 {
-		t.Error("the cancelled branch still holds its relay port")
-	}
+	eventually(t, 3*time.Second, func() bool { return relayPortsOpen(t, p2) == 0 }, "the cancelled branch still holds its relay port")
 	if relayPortsOpen(t, p1) != 1 {
 		t.Error("the answered branch lost its relay port")
 	}
@@ -360,13 +348,12 @@ func TestMediaTimeoutSendsBYEToBothEnds(t *testing.T) {
 	if byeB.Recipient.Host != "192.168.1.50" || byeA.Recipient.Host != "192.168.1.60" {
 		t.Errorf("BYE Request-URIs %s / %s: want each UA's own Contact", byeB.Recipient.String(), byeA.Recipient.String())
 	}
-	time.Sleep(200 * time.Millisecond)
-	if n := len(p.logLines("status=200 reason=\"media timeout\"")); n != 2 {
+	answered := func() int { return len(p.logLines("status=200 reason=\"media timeout\"")) }
+	eventually(t, 3*time.Second, func() bool { return answered() >= 2 }, "BYEs not logged as answered")
+	if n := answered(); n != 2 {
 		t.Errorf("%d BYEs logged as answered, want 2", n)
 	}
-	if relayPortsOpen(t, c.toAlice, c.toBob) != 0 {
-		t.Error("relay ports still bound after the media timeout")
-	}
+	c.waitPortsClosed(t, "after the media timeout")
 }
 
 func TestMediaPortsExhausted503(t *testing.T) {
@@ -402,10 +389,7 @@ func TestDialogLifetimeEndsCall(t *testing.T) {
 	c.twoWay(t, 'a')
 	c.alice.okTo(c.alice.recv("BYE", isRequest("BYE")))
 	c.bob.okTo(c.bob.recv("BYE", isRequest("BYE")))
-	time.Sleep(200 * time.Millisecond)
-	if relayPortsOpen(t, c.toAlice, c.toBob) != 0 {
-		t.Error("relay ports still bound after the lifetime ended the call")
-	}
+	c.waitPortsClosed(t, "after the lifetime ended the call")
 	if len(p.logLines("dialog lifetime reached")) == 0 {
 		t.Error("no log line for the lifetime")
 	}
@@ -430,6 +414,22 @@ func (p *proxy) health() map[string]float64 {
 		}
 	}
 	return out
+}
+
+// settled waits, up to timeout, until the goroutine and open file counts
+// have stayed the same for quiet, and returns the health then.
+func (p *proxy) settled(t *testing.T, quiet, timeout time.Duration) map[string]float64 {
+	t.Helper()
+	h := p.health()
+	since := time.Now()
+	eventually(t, timeout, func() bool {
+		now := p.health()
+		if now["goroutines"] != h["goroutines"] || now["open_files"] != h["open_files"] {
+			h, since = now, time.Now()
+		}
+		return time.Since(since) >= quiet
+	}, "goroutines and open files never held still for %v: last %v", quiet, &h)
+	return h
 }
 
 // TestThousandCallsLeaveNothingBehind: after 1,000 sequential anchored
@@ -461,19 +461,18 @@ func TestThousandCallsLeaveNothingBehind(t *testing.T) {
 		alice.recv("200 to BYE", isResponse(200, "BYE"))
 	}
 	oneCall(0)
-	time.Sleep(2 * time.Second)
-	before := p.health()
+	// The baseline is taken once that call's transactions are gone: they
+	// linger for 64*T1 = 2.6 s (T4 = 0.4 s), so wait until the counts have
+	// not changed for longer than that.
+	before := p.settled(t, 64*40*time.Millisecond+200*time.Millisecond, 15*time.Second)
 	for i := 1; i <= 1000; i++ {
 		oneCall(i)
 	}
 	var after map[string]float64
-	for range 50 { // transactions linger for 64*T1 = 2.6 s, T4 = 0.4 s
-		time.Sleep(200 * time.Millisecond)
+	poll(10*time.Second, func() bool {
 		after = p.health()
-		if after["goroutines"] <= before["goroutines"]+2 && after["open_files"] <= before["open_files"] {
-			break
-		}
-	}
+		return after["goroutines"] <= before["goroutines"]+2 && after["open_files"] <= before["open_files"]
+	})
 	for _, k := range []string{"dialogs", "relay_sessions", "port_pairs_used"} {
 		if after[k] != 0 {
 			t.Errorf("%s = %v after all calls ended", k, after[k])
@@ -489,6 +488,7 @@ func TestThousandCallsLeaveNothingBehind(t *testing.T) {
 }
 
 func TestUnknownRelayFlagRefusedAtStart(t *testing.T) {
+	requireE2E(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.toml")
 	if err := os.WriteFile(path, []byte("[sip]\nlisten = [\"udp:127.0.0.1:5999\"]\n\n[relay]\ncaller_flags = \"replace-origin ICE=remove trust-adress\"\n"), 0o644); err != nil {
@@ -509,6 +509,7 @@ func TestUnknownRelayFlagRefusedAtStart(t *testing.T) {
 }
 
 func TestBridgeFlagsRefusedClearly(t *testing.T) {
+	requireE2E(t)
 	path := filepath.Join(t.TempDir(), "c.toml")
 	_ = os.WriteFile(path, []byte("[relay]\ncallee_flags = \"out-iface=external\"\n"), 0o644)
 	out, err := exec.Command(binPath, "config", "check", "-c", path).CombinedOutput()

@@ -33,18 +33,24 @@ func TestBindingsExpireOnTime(t *testing.T) {
 	p := startProxy(t, "")
 	alice := newUA(t, "alice", "127.0.0.2", p, "")
 	bob := newUA(t, "bob", "127.0.0.3", p, "")
+	sent := time.Now()
 	if res := bob.register(2); res.StatusCode != 200 {
 		t.Fatalf("REGISTER: %d", res.StatusCode)
 	}
 	if n := len(p.registrations()); n != 1 {
 		t.Fatalf("%d bindings, want 1", n)
 	}
-	time.Sleep(3500 * time.Millisecond) // expiry 2 s + the once-a-second sweep
-	if regs := p.registrations(); len(regs) != 0 {
-		t.Fatalf("binding outlived its expiry: %v", regs)
-	}
-	if len(p.logLines("binding expired")) != 1 {
-		t.Error("expiry not logged")
+	// Expiry 2 s: there until then, and gone after.
+	var regs []map[string]any
+	gone := func() bool { regs = p.registrations(); return len(regs) == 0 }
+	never(t, 1900*time.Millisecond-time.Since(sent), gone, "binding gone before its 2 s expiry")
+	eventually(t, 3500*time.Millisecond-time.Since(sent), gone, "binding outlived its expiry: %v", &regs)
+	// The API hides it at once; the sweep removes it (and logs) within 1 s.
+	eventually(t, 3500*time.Millisecond-time.Since(sent), func() bool {
+		return len(p.logLines("binding expired")) > 0
+	}, "expiry not logged")
+	if n := len(p.logLines("binding expired")); n != 1 {
+		t.Errorf("expiry logged %d times", n)
 	}
 	alice.invite("sip:bob@example.test")
 	if res := alice.recv("final", isFinal("INVITE")).(*sip.Response); res.StatusCode != 404 {
@@ -120,21 +126,19 @@ func TestKeepaliveRemovesDeadBinding(t *testing.T) {
 		}
 	}()
 	defer close(stop)
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		regs := p.registrations()
-		if len(regs) == 1 {
-			if regs[0]["aor"] != "carol@example.test" {
-				t.Fatalf("wrong binding removed: %v", regs)
-			}
-			if len(p.logLines("keepalives unanswered")) != 1 {
-				t.Error("removal not logged")
-			}
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
+	var regs []map[string]any
+	eventually(t, 15*time.Second, func() bool {
+		regs = p.registrations()
+		return len(regs) == 1
+	}, "dead binding not removed: %v", &regs)
+	if regs[0]["aor"] != "carol@example.test" {
+		t.Fatalf("wrong binding removed: %v", regs)
 	}
-	t.Fatalf("dead binding not removed: %v", p.registrations())
+	// The binding goes first, then the line is logged.
+	eventually(t, 3*time.Second, func() bool { return len(p.logLines("keepalives unanswered")) > 0 }, "removal not logged")
+	if n := len(p.logLines("keepalives unanswered")); n != 1 {
+		t.Errorf("removal logged %d times", n)
+	}
 }
 
 func TestDigestAuthentication(t *testing.T) {

@@ -27,10 +27,7 @@ func TestRestartMidCall(t *testing.T) {
 	c.bob.request(c.dd, "BYE") // the callee hangs up this time
 	c.alice.okTo(c.alice.recv("BYE after restart", isRequest("BYE")))
 	c.bob.recv("200 to BYE", isResponse(200, "BYE"))
-	time.Sleep(100 * time.Millisecond)
-	if h := p.health(); h["dialogs"] != 0 || h["relay_sessions"] != 0 || h["port_pairs_used"] != 0 {
-		t.Errorf("after BYE: %v", h)
-	}
+	p.waitIdle("after BYE")
 	c.aRTP.sendTo(c.toAlice, 'z')
 	c.bRTP.none('z', 200*time.Millisecond)
 
@@ -41,7 +38,10 @@ func TestRestartMidCall(t *testing.T) {
 	defer db.Close()
 	var reason, mediaJSON string
 	var answered sql.NullInt64
-	if err := db.QueryRow(`SELECT reason, answered, media FROM calls WHERE call_id = ?`, c.dc.callID).Scan(&reason, &answered, &mediaJSON); err != nil {
+	if !poll(3*time.Second, func() bool {
+		err = db.QueryRow(`SELECT reason, answered, media FROM calls WHERE call_id = ?`, c.dc.callID).Scan(&reason, &answered, &mediaJSON)
+		return err == nil
+	}) {
 		t.Fatalf("no call record: %v", err)
 	}
 	if reason != "BYE from callee" || !answered.Valid {
@@ -71,7 +71,6 @@ func TestCallRecordOfFailedCall(t *testing.T) {
 	inv := bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
 	bob.answer(inv, 486, "Busy Here", "b")
 	alice.recv("486", isResponse(486, "INVITE"))
-	time.Sleep(100 * time.Millisecond)
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(p.dir, "sipanchor.db")+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +78,10 @@ func TestCallRecordOfFailedCall(t *testing.T) {
 	defer db.Close()
 	var reason string
 	var answered sql.NullInt64
-	if err := db.QueryRow(`SELECT reason, answered FROM calls WHERE call_id = ?`, dc.callID).Scan(&reason, &answered); err != nil {
+	if !poll(3*time.Second, func() bool {
+		err = db.QueryRow(`SELECT reason, answered FROM calls WHERE call_id = ?`, dc.callID).Scan(&reason, &answered)
+		return err == nil
+	}) {
 		t.Fatalf("no call record: %v", err)
 	}
 	if answered.Valid || reason == "" {

@@ -114,6 +114,7 @@ func TestMalformedInput(t *testing.T) {
 // exit status is non-zero, stderr says FILE:LINE: key: what, and nothing
 // is bound.
 func TestConfigMistakes(t *testing.T) {
+	requireE2E(t)
 	port := freePort(t)
 	dir := t.TempDir()
 	listen := fmt.Sprintf("[sip]\nlisten = [\"udp:127.0.0.1:%d\"]\n", port)

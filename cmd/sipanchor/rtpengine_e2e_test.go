@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"database/sql"
 	"fmt"
 	"io"
@@ -23,18 +22,19 @@ type rtpengineDaemon struct {
 	ngPort           int
 	portMin, portMax int
 	cmd              *exec.Cmd
-	out              *bytes.Buffer
+	out              *syncBuffer
 }
 
 // startRtpengine runs rtpengine with its media ports in portMin..portMin+199.
 // The test fails, never skips, without it: .ci/run installs it.
 func startRtpengine(t *testing.T, portMin int, extra ...string) *rtpengineDaemon {
 	t.Helper()
+	requireE2E(t)
 	bin, err := exec.LookPath("rtpengine")
 	if err != nil {
 		t.Fatal("rtpengine not found: install Debian's rtpengine-daemon (bash .ci/run does)")
 	}
-	d := &rtpengineDaemon{ngPort: freePort(t), portMin: portMin, portMax: portMin + 199, out: &bytes.Buffer{}}
+	d := &rtpengineDaemon{ngPort: freePort(t), portMin: portMin, portMax: portMin + 199, out: &syncBuffer{}}
 	d.cmd = exec.Command(bin, "--foreground", "--log-stderr", "--table=-1", "--interface=127.0.0.1",
 		fmt.Sprintf("--listen-ng=127.0.0.1:%d", d.ngPort), fmt.Sprintf("--port-min=%d", d.portMin),
 		fmt.Sprintf("--port-max=%d", d.portMax), "--config-file=none", "--log-level=5",
@@ -58,16 +58,13 @@ func startRtpengine(t *testing.T, portMin int, extra ...string) *rtpengineDaemon
 	}
 	defer c.Close()
 	buf := make([]byte, 100)
-	for range 50 {
+	eventually(t, 10*time.Second, func() bool {
 		c.Write([]byte("p d7:command4:pinge"))
 		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		if n, err := c.Read(buf); err == nil && strings.Contains(string(buf[:n]), "pong") {
-			return d
-		}
-		time.Sleep(100 * time.Millisecond) // not bound yet: the read failed at once (ICMP)
-	}
-	t.Fatalf("rtpengine did not come up:\n%s", d.out.String())
-	return nil
+		n, err := c.Read(buf) // fails at once (ICMP) while nothing is bound
+		return err == nil && strings.Contains(string(buf[:n]), "pong")
+	}, "rtpengine did not answer an NG ping:\n%s", d.out)
+	return d
 }
 
 func (d *rtpengineDaemon) kill() {
@@ -134,17 +131,24 @@ func TestCallRelayedByRtpengine(t *testing.T) {
 	alice.request(dc, "BYE")
 	bob.okTo(bob.recv("BYE", isRequest("BYE")))
 	alice.recv("200 to BYE", isResponse(200, "BYE"))
-	time.Sleep(200 * time.Millisecond)
 	// The call is gone from rtpengine.
-	c, _ := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", rte.ngPort))
+	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", rte.ngPort))
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer c.Close()
-	q := fmt.Sprintf("q1 d7:command5:query7:call-id%d:%se", len(dc.callID), dc.callID)
-	c.Write([]byte(q))
 	buf := make([]byte, 4096)
-	_ = c.SetReadDeadline(time.Now().Add(time.Second))
-	n, _ := c.Read(buf)
-	if !strings.Contains(string(buf[:n]), "Unknown call-id") {
-		t.Errorf("rtpengine still has the call after BYE: %q", buf[:n])
+	var reply string
+	i := 0
+	if !poll(3*time.Second, func() bool {
+		i++ // a new cookie each time: rtpengine replays the reply to a repeated one
+		fmt.Fprintf(c, "q%d d7:command5:query7:call-id%d:%se", i, len(dc.callID), dc.callID)
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		n, _ := c.Read(buf)
+		reply = string(buf[:n])
+		return strings.Contains(reply, "Unknown call-id")
+	}) {
+		t.Errorf("rtpengine still has the call after BYE: %q", reply)
 	}
 }
 
@@ -236,10 +240,7 @@ func TestRtpengineMediaTimeoutEndsCall(t *testing.T) {
 	if !gotA || !gotB {
 		t.Fatalf("after rtpengine's media timeout: BYE to caller %v, to callee %v", gotA, gotB)
 	}
-	time.Sleep(200 * time.Millisecond)
-	if h := p.health(); h["dialogs"] != 0 {
-		t.Errorf("%v dialogs left", h["dialogs"])
-	}
+	p.waitIdle("after rtpengine's media timeout")
 	if len(p.logLines("rtpengine no longer has the call")) == 0 {
 		t.Error("not logged")
 	}

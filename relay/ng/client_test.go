@@ -45,6 +45,7 @@ func TestClientWeightsAndFailover(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
 	var servers []*Server
 	var cancels []context.CancelFunc
+	var served []chan struct{} // closed when that server's Serve returns
 	for i := range 2 {
 		rl, err := media.NewRelay(media.Config{PortMin: 43600 + 200*i, PortMax: 43799 + 200*i, Bind: lo, Advertise: lo})
 		if err != nil {
@@ -56,8 +57,10 @@ func TestClientWeightsAndFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		go s.Serve(ctx)
+		done := make(chan struct{})
+		go func() { s.Serve(ctx); close(done) }()
 		servers = append(servers, s)
+		served = append(served, done)
 		cancels = append(cancels, cancel)
 	}
 	defer func() {
@@ -68,7 +71,8 @@ func TestClientWeightsAndFailover(t *testing.T) {
 	downs := make(chan string, 4)
 	c, err := NewClient(ClientConfig{Sets: []SetConfig{{ID: 0, Nodes: []string{
 		"udp:" + servers[0].Addr().String() + "=1", "udp:" + servers[1].Addr().String() + "=0"}}},
-		Timeout: 100 * time.Millisecond, Retries: 1, DisableFor: time.Minute, ProbeEvery: time.Hour, PollEvery: time.Hour,
+		Timeout: time.Second, // long enough for a -race server on a loaded machine
+		Retries: 1, DisableFor: time.Minute, ProbeEvery: time.Hour, PollEvery: time.Hour,
 		OnNode: func(n string, up bool) {
 			if !up {
 				downs <- n
@@ -92,7 +96,7 @@ func TestClientWeightsAndFailover(t *testing.T) {
 		t.Errorf("weight 1 vs 0: %+v", calls)
 	}
 	cancels[0]() // node 0 goes silent
-	time.Sleep(50 * time.Millisecond)
+	<-served[0]  // its socket is closed
 	if _, err := offer("after"); err != nil {
 		t.Fatalf("offer after node 0 died: %v", err)
 	}

@@ -40,13 +40,7 @@ func TestLifetimeSurvivesKill9(t *testing.T) {
 	c := setupAnchoredCall(t, p)
 	answered := time.Now()
 	c.twoWay(t, 'a')
-	deadline := time.Now().Add(2 * time.Second)
-	for p.savedDialogs() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the answered call was never saved")
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
+	eventually(t, 2*time.Second, func() bool { return p.savedDialogs() == 1 }, "the answered call was never saved")
 	p.kill9()
 	p.start()
 	for _, u := range []*ua{c.alice, c.bob} {

@@ -36,6 +36,7 @@ type natLab struct {
 
 func newNATLab(t *testing.T) *natLab {
 	t.Helper()
+	requireE2E(t)
 	if os.Geteuid() != 0 {
 		t.Fatal("the real-NAT tests need root (network namespaces, iptables)")
 	}

@@ -206,10 +206,6 @@ func legIndex(l relay.Leg) int {
 	return 0
 }
 
-// Lock and Unlock let the SIP layer hold a dialog across one event.
-func (d *Dialog) Lock()   { d.mu.Lock() }
-func (d *Dialog) Unlock() { d.mu.Unlock() }
-
 // Get finds a dialog by Call-ID and the caller's tag.
 func (m *Manager) Get(callID, fromTag string) (*Dialog, bool) {
 	m.mu.Lock()
@@ -339,10 +335,10 @@ func (d *Dialog) req(branch string, from relay.Leg, sdp []byte) *relay.Request {
 // ErrNotEngaged: the dialog's media is not anchored.
 var ErrNotEngaged = errors.New("dialog not engaged")
 
-// Confirm records the 2xx that set up the dialog: the answering branch,
+// confirm records the 2xx that set up the dialog: the answering branch,
 // the callee's tag and target, and the route sets both ways. Other
 // branches' sessions go.
-func (d *Dialog) Confirm(ctx context.Context, branch string, callee Party, callerRoutes []string, initialSDP []byte, answerSDP []byte) {
+func (d *Dialog) confirm(ctx context.Context, branch string, callee Party, callerRoutes []string, initialSDP []byte, answerSDP []byte) {
 	if d.ended || d.State == StateConfirmed {
 		return
 	}
@@ -371,17 +367,17 @@ func (d *Dialog) Cancel(ctx context.Context) {
 	}
 	defer d.mu.Unlock()
 	if d.State == StateEarly {
-		d.Fail(ctx, "cancelled")
+		d.fail(ctx, "cancelled")
 	}
 }
 
 // Cancelled reports whether the caller CANCELled the initial INVITE.
 func (d *Dialog) Cancelled() bool { return d.cancelled.Load() }
 
-// Fail ends an early dialog whose INVITE got no 2xx. Call locked.
-func (d *Dialog) Fail(ctx context.Context, reason string) {
+// fail ends an early dialog whose INVITE got no 2xx. Call locked.
+func (d *Dialog) fail(ctx context.Context, reason string) {
 	for b := range d.branches {
-		d.BranchFailed(ctx, b)
+		d.branchFailed(ctx, b)
 	}
 	d.end(reason)
 }

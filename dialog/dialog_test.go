@@ -47,13 +47,13 @@ func want(t *testing.T, e *relaytest.Engine, w ...string) {
 func confirmed(t *testing.T, m *Manager, e *relaytest.Engine) *Dialog {
 	t.Helper()
 	d := begin(m, "A1")
-	if _, err := d.OfferBranch(ctx, "b1", []byte("A1")); err != nil {
+	if _, err := d.offerBranch(ctx, "b1", []byte("A1")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.BranchResponse(ctx, "b1", 200, "tt", netip.MustParseAddrPort("127.0.0.3:5060"), []byte("B1")); err != nil {
+	if _, err := d.branchResponse(ctx, "b1", 200, "tt", netip.MustParseAddrPort("127.0.0.3:5060"), []byte("B1")); err != nil {
 		t.Fatal(err)
 	}
-	d.Confirm(ctx, "b1", Party{URI: "<sip:b@x>", Tag: "tt", Contact: "sip:b@127.0.0.3"}, nil, []byte("A1"), []byte("B1"))
+	d.confirm(ctx, "b1", Party{URI: "<sip:b@x>", Tag: "tt", Contact: "sip:b@127.0.0.3"}, nil, []byte("A1"), []byte("B1"))
 	e.Calls()
 	return d
 }
@@ -62,17 +62,17 @@ func TestInitialInviteOffersPerBranchAndFreesLosers(t *testing.T) {
 	m, e := newTest(t, EngageAlways)
 	d := begin(m, "A1")
 	for _, b := range []string{"b1", "b2"} {
-		out, err := d.OfferBranch(ctx, b, []byte("A1"))
+		out, err := d.offerBranch(ctx, b, []byte("A1"))
 		if err != nil || string(out) != "offer:A1" {
 			t.Fatalf("branch %s: %q %v", b, out, err)
 		}
 	}
-	out, _ := d.BranchResponse(ctx, "b2", 183, "t2", netip.AddrPort{}, []byte("B2"))
+	out, _ := d.branchResponse(ctx, "b2", 183, "t2", netip.AddrPort{}, []byte("B2"))
 	if string(out) != "answer:B2" {
 		t.Errorf("183 body %q", out)
 	}
-	d.BranchResponse(ctx, "b1", 200, "t1", netip.AddrPort{}, []byte("B1"))
-	d.Confirm(ctx, "b1", Party{Tag: "t1"}, nil, []byte("A1"), []byte("B1"))
+	d.branchResponse(ctx, "b1", 200, "t1", netip.AddrPort{}, []byte("B1"))
+	d.confirm(ctx, "b1", Party{Tag: "t1"}, nil, []byte("A1"), []byte("B1"))
 	want(t, e, "offer caller b1 A1", "offer caller b2 A1", "answer callee b2 B2", "answer callee b1 B1", "delete caller b2")
 	if d.State != StateConfirmed || d.Branch != "b1" {
 		t.Errorf("state %v branch %q", d.State, d.Branch)
@@ -82,10 +82,10 @@ func TestInitialInviteOffersPerBranchAndFreesLosers(t *testing.T) {
 func TestFailedBranchAndFailedCall(t *testing.T) {
 	m, e := newTest(t, EngageAlways)
 	d := begin(m, "A1")
-	d.OfferBranch(ctx, "b1", []byte("A1"))
-	d.BranchFailed(ctx, "b1")
-	d.BranchFailed(ctx, "b1") // a second failure of the same branch: nothing
-	d.Fail(ctx, "486")
+	d.offerBranch(ctx, "b1", []byte("A1"))
+	d.branchFailed(ctx, "b1")
+	d.branchFailed(ctx, "b1") // a second failure of the same branch: nothing
+	d.fail(ctx, "486")
 	want(t, e, "offer caller b1 A1", "delete caller b1", "delete caller")
 	if m.Count() != 0 {
 		t.Errorf("%d dialogs left", m.Count())
@@ -95,12 +95,12 @@ func TestFailedBranchAndFailedCall(t *testing.T) {
 func TestLateOffer(t *testing.T) {
 	m, e := newTest(t, EngageAlways)
 	d := begin(m, "")
-	if out, _ := d.OfferBranch(ctx, "b1", nil); len(out) != 0 {
+	if out, _ := d.offerBranch(ctx, "b1", nil); len(out) != 0 {
 		t.Errorf("INVITE without SDP got a body %q", out)
 	}
-	out, _ := d.BranchResponse(ctx, "b1", 200, "t1", netip.AddrPort{}, []byte("B1"))
-	d.Confirm(ctx, "b1", Party{Tag: "t1"}, nil, nil, []byte("B1"))
-	ack, _ := d.Ack(ctx, relay.Caller, 1, []byte("A1"))
+	out, _ := d.branchResponse(ctx, "b1", 200, "t1", netip.AddrPort{}, []byte("B1"))
+	d.confirm(ctx, "b1", Party{Tag: "t1"}, nil, nil, []byte("B1"))
+	ack, _ := d.ack(ctx, relay.Caller, 1, []byte("A1"))
 	if string(out) != "offer:B1" || string(ack) != "answer:A1" {
 		t.Errorf("200 body %q, ACK body %q", out, ack)
 	}
@@ -114,33 +114,33 @@ func TestReinvites(t *testing.T) {
 		want []string
 	}{
 		{"callee re-INVITE", func(d *Dialog) {
-			d.Request(ctx, relay.Callee, "", "INVITE", 101, []byte("B2"))
-			d.Response(ctx, "INVITE", 101, 200, []byte("A2"))
+			d.request(ctx, relay.Callee, "", "INVITE", 101, []byte("B2"))
+			d.response(ctx, "INVITE", 101, 200, []byte("A2"))
 		}, []string{"offer callee b1 B2", "answer caller b1 A2"}},
 		{"rejected re-INVITE restores the offerer", func(d *Dialog) {
-			d.Request(ctx, relay.Caller, "", "INVITE", 2, []byte("A2"))
-			d.Response(ctx, "INVITE", 2, 488, nil)
+			d.request(ctx, relay.Caller, "", "INVITE", 2, []byte("A2"))
+			d.response(ctx, "INVITE", 2, 488, nil)
 		}, []string{"offer caller b1 A2", "offer caller b1 A1"}},
 		{"re-INVITE without SDP", func(d *Dialog) {
-			d.Request(ctx, relay.Caller, "", "INVITE", 2, nil)
-			d.Response(ctx, "INVITE", 2, 200, []byte("B2"))
-			d.Ack(ctx, relay.Caller, 2, []byte("A2"))
+			d.request(ctx, relay.Caller, "", "INVITE", 2, nil)
+			d.response(ctx, "INVITE", 2, 200, []byte("B2"))
+			d.ack(ctx, relay.Caller, 2, []byte("A2"))
 		}, []string{"offer callee b1 B2", "answer caller b1 A2"}},
 		{"glare: both rejected, both restored", func(d *Dialog) {
-			d.Request(ctx, relay.Caller, "", "INVITE", 2, []byte("A2"))
-			d.Request(ctx, relay.Callee, "", "INVITE", 101, []byte("B2"))
-			d.Response(ctx, "INVITE", 2, 491, nil)
-			d.Response(ctx, "INVITE", 101, 491, nil)
+			d.request(ctx, relay.Caller, "", "INVITE", 2, []byte("A2"))
+			d.request(ctx, relay.Callee, "", "INVITE", 101, []byte("B2"))
+			d.response(ctx, "INVITE", 2, 491, nil)
+			d.response(ctx, "INVITE", 101, 491, nil)
 		}, []string{"offer caller b1 A2", "offer callee b1 B2", "offer caller b1 A1", "offer callee b1 B1"}},
 		{"UPDATE in early media style", func(d *Dialog) {
-			d.Request(ctx, relay.Caller, "", "UPDATE", 3, []byte("A3"))
-			d.Response(ctx, "UPDATE", 3, 200, []byte("B3"))
+			d.request(ctx, relay.Caller, "", "UPDATE", 3, []byte("A3"))
+			d.response(ctx, "UPDATE", 3, 200, []byte("B3"))
 		}, []string{"offer caller b1 A3", "answer callee b1 B3"}},
 		{"accepted re-INVITE becomes what a later rejection restores", func(d *Dialog) {
-			d.Request(ctx, relay.Caller, "", "INVITE", 2, []byte("A2"))
-			d.Response(ctx, "INVITE", 2, 200, []byte("B2"))
-			d.Request(ctx, relay.Caller, "", "INVITE", 3, []byte("A3"))
-			d.Response(ctx, "INVITE", 3, 488, nil)
+			d.request(ctx, relay.Caller, "", "INVITE", 2, []byte("A2"))
+			d.response(ctx, "INVITE", 2, 200, []byte("B2"))
+			d.request(ctx, relay.Caller, "", "INVITE", 3, []byte("A3"))
+			d.response(ctx, "INVITE", 3, 488, nil)
 		}, []string{"offer caller b1 A2", "answer callee b1 B2", "offer caller b1 A3", "offer caller b1 A2"}},
 	}
 	for _, tt := range tests {
@@ -156,9 +156,7 @@ func TestReinvites(t *testing.T) {
 func TestByeEndsDialog(t *testing.T) {
 	m, e := newTest(t, EngageAlways)
 	d := confirmed(t, m, e)
-	d.Lock()
 	d.Request(ctx, relay.Callee, "", "BYE", 102, nil)
-	d.Unlock()
 	want(t, e, "delete caller")
 	if m.Count() != 0 || d.State != StateTerminated {
 		t.Errorf("after BYE: %d dialogs, state %v", m.Count(), d.State)
@@ -175,7 +173,7 @@ func TestMediaTimeoutSendsByesThenDeletes(t *testing.T) {
 		mu.Unlock()
 	})
 	d := confirmed(t, m, e)
-	d.Request(ctx, relay.Caller, "", "INFO", 7, nil) // the caller's CSeq moves on
+	d.request(ctx, relay.Caller, "", "INFO", 7, nil) // the caller's CSeq moves on
 	e.Session("b1").Timeout()
 	eventually(t, 2*time.Second, func() bool { return m.Count() == 0 }, "the timed-out dialog is still there")
 	m.Wait()
@@ -205,7 +203,7 @@ func TestEngageDecision(t *testing.T) {
 	for _, tt := range tests {
 		m, e := newTest(t, tt.engage)
 		d := m.Begin(InviteInfo{CallID: "c", FromTag: "f", SDP: []byte("A"), NAT: tt.nat})
-		out, _ := d.OfferBranch(ctx, "b", []byte("A"))
+		out, _ := d.offerBranch(ctx, "b", []byte("A"))
 		calls := e.Calls()
 		if d.Engaged != tt.want || (len(calls) > 0) != tt.want || (string(out) == "A") == tt.want {
 			t.Errorf("engage %v nat %v: engaged %v, %d engine calls, body %q", tt.engage, tt.nat, d.Engaged, len(calls), out)
@@ -220,7 +218,7 @@ func TestEngineErrorRefusesOffer(t *testing.T) {
 	m, e := newTest(t, EngageAlways)
 	e.Fail = &relay.SDPError{Err: errors.New("no m= line")}
 	d := begin(m, "junk")
-	if _, err := d.OfferBranch(ctx, "b1", []byte("junk")); err == nil {
+	if _, err := d.offerBranch(ctx, "b1", []byte("junk")); err == nil {
 		t.Fatal("no error")
 	} else if se := (*relay.SDPError)(nil); !errors.As(err, &se) {
 		t.Errorf("error %v is not an SDPError", err)
@@ -252,9 +250,7 @@ func TestLifetimeSurvivesAMoveAndEndsWithTheCall(t *testing.T) {
 	m2, e2 := newTest(t, EngageNever)
 	m2.cfg.Lifetime = time.Hour
 	d2 := confirmed(t, m2, e2)
-	d2.Lock()
 	d2.Request(ctx, relay.Caller, "", "BYE", 9, nil)
-	d2.Unlock()
 	waited := make(chan struct{})
 	go func() { m2.Wait(); close(waited) }()
 	select {

@@ -16,10 +16,10 @@ import (
 // setup clock does not run before the 2xx: an early answer is sent as
 // Early, and the engine is told when the call is answered.
 
-// OfferBranch rewrites the initial INVITE's SDP for one forked branch
+// offerBranch rewrites the initial INVITE's SDP for one forked branch
 // (DESIGN: initial INVITE with SDP → Offer). Without SDP or engagement it
 // returns the body unchanged. Call with the dialog locked.
-func (d *Dialog) OfferBranch(ctx context.Context, branch string, sdp []byte) ([]byte, error) {
+func (d *Dialog) offerBranch(ctx context.Context, branch string, sdp []byte) ([]byte, error) {
 	if d.ended || !d.Engaged || len(sdp) == 0 {
 		return sdp, nil
 	}
@@ -35,11 +35,11 @@ func (d *Dialog) OfferBranch(ctx context.Context, branch string, sdp []byte) ([]
 	return rep.SDP, nil
 }
 
-// BranchResponse handles a 18x/2xx from a branch of the initial INVITE
+// branchResponse handles a 18x/2xx from a branch of the initial INVITE
 // and returns the body to relay. With an offer in the INVITE its SDP is
 // the answer; without one, it is the callee's offer (late offer), answered
 // in the PRACK (reliable 18x) or the ACK (2xx). Call locked.
-func (d *Dialog) BranchResponse(ctx context.Context, branch string, code int, toTag string, src netip.AddrPort, sdp []byte) ([]byte, error) {
+func (d *Dialog) branchResponse(ctx context.Context, branch string, code int, toTag string, src netip.AddrPort, sdp []byte) ([]byte, error) {
 	if d.ended || d.State == StateConfirmed && code < 200 {
 		return sdp, nil // a late provisional: nothing to do
 	}
@@ -104,9 +104,9 @@ func (d *Dialog) answerEarlyOffer(ctx context.Context, x *exchange, sdp []byte) 
 	return rep.SDP, nil
 }
 
-// BranchFailed frees a branch that got a final response ≥ 300, was
+// branchFailed frees a branch that got a final response ≥ 300, was
 // cancelled or timed out (DESIGN: final reply ≥ 300, CANCEL → Delete branch).
-func (d *Dialog) BranchFailed(ctx context.Context, branch string) {
+func (d *Dialog) branchFailed(ctx context.Context, branch string) {
 	if _, ok := d.branches[branch]; !ok {
 		return
 	}
@@ -143,7 +143,7 @@ func (d *Dialog) confirmMedia(ctx context.Context, branch string, initialSDP, an
 	}
 	for b := range d.branches {
 		if b != branch {
-			d.BranchFailed(ctx, b)
+			d.branchFailed(ctx, b)
 		}
 	}
 	clear(d.early)

@@ -23,18 +23,18 @@ type exchange struct {
 func txKey(method string, cseq uint32) string { return fmt.Sprint(method, " ", cseq) }
 
 // request is d.req for an exchange's session.
-func (d *Dialog) request(x *exchange, from relay.Leg, sdp []byte) *relay.Request {
+func (d *Dialog) exchangeReq(x *exchange, from relay.Leg, sdp []byte) *relay.Request {
 	r := d.req(x.branch, from, sdp)
 	r.Early = x.early
 	return r
 }
 
-// Request handles an in-dialog request from side `from` (DESIGN:
+// request handles an in-dialog request from side `from` (DESIGN:
 // re-INVITE/UPDATE with SDP → Offer; BYE → Delete the call), in an early
 // dialog too (PRACK, UPDATE before the 2xx). calleeTag names the callee's
 // side of the dialog, which in an early dialog picks the forked branch.
 // It returns the body to forward. Call locked.
-func (d *Dialog) Request(ctx context.Context, from relay.Leg, calleeTag, method string, cseq uint32, sdp []byte) ([]byte, error) {
+func (d *Dialog) request(ctx context.Context, from relay.Leg, calleeTag, method string, cseq uint32, sdp []byte) ([]byte, error) {
 	p := &d.Caller
 	if from == relay.Callee {
 		p = &d.Callee
@@ -69,7 +69,7 @@ func (d *Dialog) Request(ctx context.Context, from relay.Leg, calleeTag, method 
 	if !d.Engaged || len(sdp) == 0 {
 		return sdp, nil
 	}
-	rep, err := d.m.engine.Offer(ctx, d.request(x, from, sdp))
+	rep, err := d.m.engine.Offer(ctx, d.exchangeReq(x, from, sdp))
 	if err != nil {
 		delete(d.pending, txKey(method, cseq))
 		return nil, err
@@ -78,11 +78,11 @@ func (d *Dialog) Request(ctx context.Context, from relay.Leg, calleeTag, method 
 	return rep.SDP, nil
 }
 
-// Response handles a response to an in-dialog INVITE/UPDATE/PRACK. With
+// response handles a response to an in-dialog INVITE/UPDATE/PRACK. With
 // the offer in the request, SDP here is the answer; with none, a 2xx
 // offers. A failure puts the offerer's side back to its last accepted SDP,
 // so the media stays as it was (RFC 3261 §14.1). Call locked.
-func (d *Dialog) Response(ctx context.Context, method string, cseq uint32, code int, sdp []byte) ([]byte, error) {
+func (d *Dialog) response(ctx context.Context, method string, cseq uint32, code int, sdp []byte) ([]byte, error) {
 	k := txKey(method, cseq)
 	x := d.pending[k]
 	if d.ended || x == nil || code == 100 {
@@ -108,14 +108,14 @@ func (d *Dialog) Response(ctx context.Context, method string, cseq uint32, code 
 	}
 	if x.offerer == relay.LegUnknown || x.offerer == answerer {
 		// No offer in the request: this one offers, the ACK answers.
-		rep, err := d.m.engine.Offer(ctx, d.request(x, answerer, sdp))
+		rep, err := d.m.engine.Offer(ctx, d.exchangeReq(x, answerer, sdp))
 		if err != nil {
 			return nil, err
 		}
 		x.offerer, x.offer = answerer, sdp
 		return rep.SDP, nil
 	}
-	rep, err := d.m.engine.Answer(ctx, d.request(x, answerer, sdp))
+	rep, err := d.m.engine.Answer(ctx, d.exchangeReq(x, answerer, sdp))
 	if err != nil {
 		return nil, err
 	}
@@ -136,9 +136,9 @@ func (d *Dialog) accept(x *exchange) {
 	d.m.persist(d)
 }
 
-// Ack handles an ACK with SDP: the answer to an offer made in a 2xx (late
+// ack handles an ACK with SDP: the answer to an offer made in a 2xx (late
 // offer in the initial INVITE or in a re-INVITE without SDP). Call locked.
-func (d *Dialog) Ack(ctx context.Context, from relay.Leg, cseq uint32, sdp []byte) ([]byte, error) {
+func (d *Dialog) ack(ctx context.Context, from relay.Leg, cseq uint32, sdp []byte) ([]byte, error) {
 	k := txKey("INVITE", cseq)
 	x := d.pending[k]
 	if d.ended || x == nil || x.offerer != from.Other() {
@@ -152,7 +152,7 @@ func (d *Dialog) Ack(ctx context.Context, from relay.Leg, cseq uint32, sdp []byt
 		x.branch = d.Branch
 	}
 	x.early = false
-	rep, err := d.m.engine.Answer(ctx, d.request(x, from, sdp))
+	rep, err := d.m.engine.Answer(ctx, d.exchangeReq(x, from, sdp))
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +171,7 @@ func (d *Dialog) restore(ctx context.Context, x *exchange) {
 	if prev == nil {
 		return
 	}
-	if _, err := d.m.engine.Offer(ctx, d.request(x, x.offerer, prev)); err != nil {
+	if _, err := d.m.engine.Offer(ctx, d.exchangeReq(x, x.offerer, prev)); err != nil {
 		d.log.Warn("restoring media after a failed offer", "err", err)
 	}
 }

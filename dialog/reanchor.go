@@ -33,9 +33,9 @@ type Move struct {
 	session            relay.Session
 }
 
-// ForwardCSeq maps the CSeq of a request from side `from` to the number the
+// forwardCSeq maps the CSeq of a request from side `from` to the number the
 // other side sees. Call with the dialog locked.
-func (d *Dialog) ForwardCSeq(from relay.Leg, cseq uint32) uint32 {
+func (d *Dialog) forwardCSeq(from relay.Leg, cseq uint32) uint32 {
 	return cseq + d.offset[legIndex(from)]
 }
 

@@ -88,10 +88,7 @@ func (p *Proxy) engage(req *sip.Request) (*anchor, int, string) {
 	if leg == relay.Callee {
 		calleeTag = fromTag
 	}
-	d.Lock()
-	fwd := d.ForwardCSeq(leg, cseq)
-	body, err := d.Request(ctx, leg, calleeTag, method, fwd, req.Body())
-	d.Unlock()
+	fwd, body, err := d.Request(ctx, leg, calleeTag, method, cseq, req.Body())
 	if err != nil {
 		code, reason := relayStatus(err)
 		p.log.Warn("relay refused the offer", "call_id", cid, "method", method, "err", err)
@@ -154,9 +151,7 @@ func (a *anchor) offerBranch(r *sip.Request, branch string) error {
 	if a == nil || !a.initial {
 		return nil
 	}
-	a.d.Lock()
 	body, err := a.d.OfferBranch(context.Background(), branch, r.Body())
-	a.d.Unlock()
 	if a.afterCancel() {
 		return errCancelled
 	}
@@ -178,56 +173,48 @@ func (a *anchor) afterCancel() bool {
 	return true
 }
 
-// response runs the hooks for a response from branch b; up is the copy
-// that will be relayed upstream, whose body it may rewrite. final reports
-// whether it ends the branch.
+// anchorResponse runs the hooks for a response from branch b; up is the
+// copy that will be relayed upstream (nil for a final ≥ 300), whose body
+// it may rewrite.
 func (p *Proxy) anchorResponse(a *anchor, b *branch, res, up *sip.Response, req *sip.Request) {
 	if a == nil {
 		return
 	}
-	a.d.Lock()
-	p.anchorResponseLocked(a, b, res, up, req)
-	a.d.Unlock()
-	a.afterCancel()
-}
-
-func (p *Proxy) anchorResponseLocked(a *anchor, b *branch, res, up *sip.Response, req *sip.Request) {
 	ctx := context.Background()
-	branchID, _ := b.req.Via().Params.Get("branch")
 	code := res.StatusCode
-	if !a.initial {
-		body, err := a.d.Response(ctx, a.method, a.cseq, code, res.Body())
-		if err != nil {
-			p.log.Warn("relay answer failed; SDP passed on unchanged", "call_id", callID(res), "status", code, "err", err)
-			return
-		}
-		if up != nil {
-			setBody(up, body)
-		}
-		return
+	var body []byte
+	var err error
+	if a.initial {
+		body, err = a.d.OnInitialResponse(ctx, p.initialResponse(b, res, up, req, a.offer))
+	} else {
+		body, err = a.d.Response(ctx, a.method, a.cseq, code, res.Body())
 	}
-	if code >= 300 {
-		a.d.BranchFailed(ctx, branchID)
-		return
-	}
-	src, _ := netip.ParseAddrPort(res.Source())
-	toTag, _ := res.To().Params.Get("tag")
-	body, err := a.d.BranchResponse(ctx, branchID, code, toTag, src, res.Body())
+	a.afterCancel()
 	if err != nil {
 		p.log.Warn("relay answer failed; SDP passed on unchanged", "call_id", callID(res), "status", code, "err", err)
-		body = res.Body()
+		return
 	}
-	setBody(up, body)
-	if code >= 200 {
+	if up != nil {
+		setBody(up, body)
+	}
+}
+
+// initialResponse is what the dialog needs of a response to the initial
+// INVITE.
+func (p *Proxy) initialResponse(b *branch, res, up *sip.Response, req *sip.Request, offer []byte) dialog.InitialResponse {
+	branchID, _ := b.req.Via().Params.Get("branch")
+	src, _ := netip.ParseAddrPort(res.Source())
+	toTag, _ := res.To().Params.Get("tag")
+	r := dialog.InitialResponse{Branch: branchID, Code: res.StatusCode, ToTag: toTag, Source: src, SDP: res.Body(), Offer: offer}
+	if res.IsSuccess() && up != nil {
 		contact := ""
 		if c := up.Contact(); c != nil {
 			contact = c.Address.String()
 		}
-		a.d.Confirm(ctx, branchID, dialog.Party{
-			URI: "<" + res.To().Address.String() + ">", Tag: toTag, Contact: contact,
-			Routes: p.routesToCallee(res),
-		}, p.routesToCaller(req), a.offer, res.Body())
+		r.Callee = dialog.Party{URI: "<" + res.To().Address.String() + ">", Tag: toTag, Contact: contact, Routes: p.routesToCallee(res)}
+		r.CallerRoutes = p.routesToCaller(req)
 	}
+	return r
 }
 
 // branchGone frees a branch that ended without a response.
@@ -236,9 +223,7 @@ func (a *anchor) branchGone(b *branch) {
 		return
 	}
 	branchID, _ := b.req.Via().Params.Get("branch")
-	a.d.Lock()
 	a.d.BranchFailed(context.Background(), branchID)
-	a.d.Unlock()
 }
 
 // done is called when the transaction ended without a 2xx.
@@ -246,9 +231,7 @@ func (a *anchor) failed(reason string) {
 	if a == nil || !a.initial {
 		return
 	}
-	a.d.Lock()
 	a.d.Fail(context.Background(), reason)
-	a.d.Unlock()
 }
 
 // routesToCaller is the route set from us toward the caller: the
@@ -288,14 +271,7 @@ func (p *Proxy) ackHook(req *sip.Request) {
 	if !ok {
 		return
 	}
-	d.Lock()
-	fwd := d.ForwardCSeq(leg, req.CSeq().SeqNo)
-	var body []byte
-	var err error
-	if len(req.Body()) > 0 {
-		body, err = d.Ack(context.Background(), leg, fwd, req.Body())
-	}
-	d.Unlock()
+	fwd, body, err := d.Ack(context.Background(), leg, req.CSeq().SeqNo, req.Body())
 	req.CSeq().SeqNo = fwd
 	if len(req.Body()) == 0 {
 		return

@@ -171,14 +171,14 @@ type Dialog struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
-	CallID   string
-	State    State
-	Engaged  bool
-	Caller   Party
-	Callee   Party
-	Branch   string // Via branch of the answered branch: the relay session
-	Created  time.Time
-	Answered time.Time
+	callID   string
+	state    State
+	engaged  bool
+	caller   Party
+	callee   Party
+	branch   string // Via branch of the answered branch: the relay session
+	created  time.Time
+	answered time.Time
 
 	flags     [2]relay.LegFlags        // caller, callee
 	set       string                   // relay set of the call
@@ -270,9 +270,9 @@ func (m *Manager) Begin(in InviteInfo) *Dialog {
 		return d
 	}
 	d := &Dialog{
-		m: m, log: m.log.With("call_id", in.CallID), CallID: in.CallID, State: StateEarly, Created: time.Now(),
-		Caller:   Party{URI: in.FromURI, Tag: in.FromTag, Contact: in.Contact, CSeq: in.CSeq},
-		Callee:   Party{URI: in.ToURI},
+		m: m, log: m.log.With("call_id", in.CallID), callID: in.CallID, state: StateEarly, created: time.Now(),
+		caller:   Party{URI: in.FromURI, Tag: in.FromTag, Contact: in.Contact, CSeq: in.CSeq},
+		callee:   Party{URI: in.ToURI},
 		flags:    [2]relay.LegFlags{m.cfg.Caller, m.cfg.Callee},
 		branches: map[string]relay.Session{},
 		early:    map[string]string{},
@@ -285,12 +285,12 @@ func (m *Manager) Begin(in InviteInfo) *Dialog {
 	d.set = in.Set
 	switch m.cfg.Engage {
 	case EngageAlways:
-		d.Engaged = true
+		d.engaged = true
 	case EngageNAT:
-		d.Engaged = in.NAT
+		d.engaged = in.NAT
 	}
 	if m.disabled.Load() {
-		d.Engaged = false
+		d.engaged = false
 	}
 	d.lateOffer = len(in.SDP) == 0
 	if d.lateOffer {
@@ -298,14 +298,14 @@ func (m *Manager) Begin(in InviteInfo) *Dialog {
 		d.pending[d.inviteTx] = &exchange{requester: relay.Caller}
 	}
 	m.dialogs[k] = d
-	d.log.Info("dialog started", "engaged", d.Engaged, "late_offer", d.lateOffer)
+	d.log.Info("dialog started", "engaged", d.engaged, "late_offer", d.lateOffer)
 	m.emit(d, "call.start", "")
 	return d
 }
 
 func (m *Manager) emit(d *Dialog, typ, reason string) {
 	if m.cfg.OnEvent != nil {
-		m.cfg.OnEvent(Event{Type: typ, CallID: d.CallID, Time: time.Now(), Caller: d.Caller.URI, Callee: d.Callee.URI, Reason: reason, Engaged: d.Engaged})
+		m.cfg.OnEvent(Event{Type: typ, CallID: d.callID, Time: time.Now(), Caller: d.caller.URI, Callee: d.callee.URI, Reason: reason, Engaged: d.engaged})
 	}
 }
 
@@ -327,7 +327,7 @@ func (d *Dialog) req(branch string, from relay.Leg, sdp []byte) *relay.Request {
 		src = d.src[1]
 	}
 	return &relay.Request{
-		Key:  relay.SessionKey{CallID: d.CallID, FromTag: d.Caller.Tag, ToTag: d.Callee.Tag, ViaBranch: branch},
+		Key:  relay.SessionKey{CallID: d.callID, FromTag: d.caller.Tag, ToTag: d.callee.Tag, ViaBranch: branch},
 		From: from, SDP: sdp, Source: src, Caller: d.flags[0], Callee: d.flags[1], Set: d.set,
 	}
 }
@@ -339,18 +339,18 @@ var ErrNotEngaged = errors.New("dialog not engaged")
 // the callee's tag and target, and the route sets both ways. Other
 // branches' sessions go.
 func (d *Dialog) confirm(ctx context.Context, branch string, callee Party, callerRoutes []string, initialSDP []byte, answerSDP []byte) {
-	if d.ended || d.State == StateConfirmed {
+	if d.ended || d.state == StateConfirmed {
 		return
 	}
-	d.State = StateConfirmed
-	d.Answered = time.Now()
-	d.Branch = branch
-	d.Callee = callee
-	d.Caller.Routes = callerRoutes
+	d.state = StateConfirmed
+	d.answered = time.Now()
+	d.branch = branch
+	d.callee = callee
+	d.caller.Routes = callerRoutes
 	d.confirmMedia(ctx, branch, initialSDP, answerSDP)
 	d.m.armLifetime(d)
 	d.m.persist(d)
-	d.log.Info("dialog confirmed", "branch", branch, "engaged", d.Engaged)
+	d.log.Info("dialog confirmed", "branch", branch, "engaged", d.engaged)
 	d.m.emit(d, "call.answer", "")
 }
 
@@ -366,7 +366,7 @@ func (d *Dialog) Cancel(ctx context.Context) {
 		return
 	}
 	defer d.mu.Unlock()
-	if d.State == StateEarly {
+	if d.state == StateEarly {
 		d.fail(ctx, "cancelled")
 	}
 }
@@ -401,8 +401,8 @@ func (m *Manager) terminate(d *Dialog, reason string) {
 		return
 	}
 	d.ended = true
-	d.State = StateTerminated
-	e := Ending{CallID: d.CallID, Caller: d.Caller, Callee: d.Callee, Reason: reason}
+	d.state = StateTerminated
+	e := Ending{CallID: d.callID, Caller: d.caller, Callee: d.callee, Reason: reason}
 	d.mu.Unlock()
 	if end := m.end.Load(); end != nil && !e.Caller.unset() && !e.Callee.unset() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -422,7 +422,7 @@ func (d *Dialog) end(reason string) {
 		return
 	}
 	d.ended = true
-	d.State = StateTerminated
+	d.state = StateTerminated
 	d.m.finish(d, reason)
 }
 
@@ -433,9 +433,9 @@ func (m *Manager) finish(d *Dialog, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var stats *relay.Stats
-	if d.Engaged {
-		if d.Branch != "" {
-			stats, _ = m.engine.Query(ctx, d.req(d.Branch, relay.Caller, nil).Key)
+	if d.engaged {
+		if d.branch != "" {
+			stats, _ = m.engine.Query(ctx, d.req(d.branch, relay.Caller, nil).Key)
 		}
 		if err := m.engine.Delete(ctx, d.req("", relay.Caller, nil)); err != nil {
 			d.log.Warn("relay delete failed", "err", err)
@@ -443,7 +443,7 @@ func (m *Manager) finish(d *Dialog, reason string) {
 	}
 	m.recordCall(d, reason, stats)
 	m.remove(d)
-	if d.Answered.IsZero() {
+	if d.answered.IsZero() {
 		m.unanswered.Add(1)
 	} else {
 		m.answered.Add(1)
@@ -453,7 +453,7 @@ func (m *Manager) finish(d *Dialog, reason string) {
 		m.emit(d, "media.timeout", reason)
 	}
 	m.emit(d, "call.end", reason)
-	d.log.Info("dialog ended", "reason", reason, "duration", time.Since(d.Created).Round(time.Millisecond))
+	d.log.Info("dialog ended", "reason", reason, "duration", time.Since(d.created).Round(time.Millisecond))
 }
 
 func (p Party) unset() bool { return p.Contact == "" || p.Tag == "" }
@@ -463,8 +463,8 @@ func (m *Manager) Terminate(d *Dialog, reason string) { m.terminate(d, reason) }
 
 func (m *Manager) remove(d *Dialog) {
 	m.mu.Lock()
-	if m.dialogs[key(d.CallID, d.Caller.Tag)] == d {
-		delete(m.dialogs, key(d.CallID, d.Caller.Tag))
+	if m.dialogs[key(d.callID, d.caller.Tag)] == d {
+		delete(m.dialogs, key(d.callID, d.caller.Tag))
 	}
 	m.mu.Unlock()
 }
@@ -490,9 +490,9 @@ type Info struct {
 func (d *Dialog) Info() Info {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return Info{CallID: d.CallID, State: d.State.String(), Engaged: d.Engaged, Branch: d.Branch,
-		Created: d.Created, Answered: d.Answered, Caller: d.Caller, Callee: d.Callee, Flags: d.flags,
-		Key: relay.SessionKey{CallID: d.CallID, FromTag: d.Caller.Tag, ToTag: d.Callee.Tag, ViaBranch: d.Branch}}
+	return Info{CallID: d.callID, State: d.state.String(), Engaged: d.engaged, Branch: d.branch,
+		Created: d.created, Answered: d.answered, Caller: d.caller, Callee: d.callee, Flags: d.flags,
+		Key: relay.SessionKey{CallID: d.callID, FromTag: d.caller.Tag, ToTag: d.callee.Tag, ViaBranch: d.branch}}
 }
 
 // ByCallID finds the dialogs with a Call-ID (one, unless forked oddly).
@@ -501,7 +501,7 @@ func (m *Manager) ByCallID(callID string) []*Dialog {
 	defer m.mu.Unlock()
 	var out []*Dialog
 	for _, d := range m.dialogs {
-		if d.CallID == callID {
+		if d.callID == callID {
 			out = append(out, d)
 		}
 	}

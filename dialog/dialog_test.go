@@ -74,8 +74,8 @@ func TestInitialInviteOffersPerBranchAndFreesLosers(t *testing.T) {
 	d.branchResponse(ctx, "b1", 200, "t1", netip.AddrPort{}, []byte("B1"))
 	d.confirm(ctx, "b1", Party{Tag: "t1"}, nil, []byte("A1"), []byte("B1"))
 	want(t, e, "offer caller b1 A1", "offer caller b2 A1", "answer callee b2 B2", "answer callee b1 B1", "delete caller b2")
-	if d.State != StateConfirmed || d.Branch != "b1" {
-		t.Errorf("state %v branch %q", d.State, d.Branch)
+	if d.state != StateConfirmed || d.branch != "b1" {
+		t.Errorf("state %v branch %q", d.state, d.branch)
 	}
 }
 
@@ -158,8 +158,8 @@ func TestByeEndsDialog(t *testing.T) {
 	d := confirmed(t, m, e)
 	d.Request(ctx, relay.Callee, "", "BYE", 102, nil)
 	want(t, e, "delete caller")
-	if m.Count() != 0 || d.State != StateTerminated {
-		t.Errorf("after BYE: %d dialogs, state %v", m.Count(), d.State)
+	if m.Count() != 0 || d.state != StateTerminated {
+		t.Errorf("after BYE: %d dialogs, state %v", m.Count(), d.state)
 	}
 }
 
@@ -205,8 +205,8 @@ func TestEngageDecision(t *testing.T) {
 		d := m.Begin(InviteInfo{CallID: "c", FromTag: "f", SDP: []byte("A"), NAT: tt.nat})
 		out, _ := d.offerBranch(ctx, "b", []byte("A"))
 		calls := e.Calls()
-		if d.Engaged != tt.want || (len(calls) > 0) != tt.want || (string(out) == "A") == tt.want {
-			t.Errorf("engage %v nat %v: engaged %v, %d engine calls, body %q", tt.engage, tt.nat, d.Engaged, len(calls), out)
+		if d.engaged != tt.want || (len(calls) > 0) != tt.want || (string(out) == "A") == tt.want {
+			t.Errorf("engage %v nat %v: engaged %v, %d engine calls, body %q", tt.engage, tt.nat, d.engaged, len(calls), out)
 		}
 	}
 	if _, err := ParseEngage("sometimes"); err == nil {

@@ -20,7 +20,7 @@ import (
 // (DESIGN: initial INVITE with SDP → Offer). Without SDP or engagement it
 // returns the body unchanged. Call with the dialog locked.
 func (d *Dialog) offerBranch(ctx context.Context, branch string, sdp []byte) ([]byte, error) {
-	if d.ended || !d.Engaged || len(sdp) == 0 {
+	if d.ended || !d.engaged || len(sdp) == 0 {
 		return sdp, nil
 	}
 	r := d.req(branch, relay.Caller, sdp)
@@ -40,17 +40,17 @@ func (d *Dialog) offerBranch(ctx context.Context, branch string, sdp []byte) ([]
 // the answer; without one, it is the callee's offer (late offer), answered
 // in the PRACK (reliable 18x) or the ACK (2xx). Call locked.
 func (d *Dialog) branchResponse(ctx context.Context, branch string, code int, toTag string, src netip.AddrPort, sdp []byte) ([]byte, error) {
-	if d.ended || d.State == StateConfirmed && code < 200 {
+	if d.ended || d.state == StateConfirmed && code < 200 {
 		return sdp, nil // a late provisional: nothing to do
 	}
 	d.src[1] = src
 	if toTag != "" {
-		if d.Callee.Tag == "" {
-			d.Callee.Tag = toTag
+		if d.callee.Tag == "" {
+			d.callee.Tag = toTag
 		}
 		d.early[toTag] = branch
 	}
-	if !d.Engaged || len(sdp) == 0 {
+	if !d.engaged || len(sdp) == 0 {
 		return sdp, nil
 	}
 	r := d.req(branch, relay.Callee, sdp)
@@ -120,8 +120,8 @@ func (d *Dialog) branchFailed(ctx context.Context, branch string) {
 // answered branch's, or in an early dialog the branch whose 18x created
 // it, by the callee's tag.
 func (d *Dialog) branchOf(calleeTag string) (string, bool) {
-	if d.State != StateEarly {
-		return d.Branch, true
+	if d.state != StateEarly {
+		return d.branch, true
 	}
 	b, ok := d.early[calleeTag]
 	return b, ok
@@ -154,7 +154,7 @@ func (d *Dialog) confirmMedia(ctx context.Context, branch string, initialSDP, an
 		}
 	}
 	s := d.branches[branch]
-	if s == nil || !d.Engaged {
+	if s == nil || !d.engaged {
 		return
 	}
 	d.session = s
@@ -174,7 +174,7 @@ func (m *Manager) armLifetime(d *Dialog) {
 	if lt <= 0 {
 		return
 	}
-	left := time.Until(d.Answered.Add(lt))
+	left := time.Until(d.answered.Add(lt))
 	m.wg.Go(func() {
 		t := time.NewTimer(max(left, 0))
 		defer t.Stop()

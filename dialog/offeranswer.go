@@ -35,9 +35,9 @@ func (d *Dialog) exchangeReq(x *exchange, from relay.Leg, sdp []byte) *relay.Req
 // side of the dialog, which in an early dialog picks the forked branch.
 // It returns the body to forward. Call locked.
 func (d *Dialog) request(ctx context.Context, from relay.Leg, calleeTag, method string, cseq uint32, sdp []byte) ([]byte, error) {
-	p := &d.Caller
+	p := &d.caller
 	if from == relay.Callee {
-		p = &d.Callee
+		p = &d.callee
 	}
 	p.CSeq = max(p.CSeq, cseq)
 	if d.ended {
@@ -64,9 +64,9 @@ func (d *Dialog) request(ctx context.Context, from relay.Leg, calleeTag, method 
 	if len(sdp) == 0 && method != "INVITE" {
 		return sdp, nil // only an INVITE without SDP asks the other side to offer
 	}
-	x := &exchange{requester: from, branch: branch, early: d.State == StateEarly}
+	x := &exchange{requester: from, branch: branch, early: d.state == StateEarly}
 	d.pending[txKey(method, cseq)] = x
-	if !d.Engaged || len(sdp) == 0 {
+	if !d.engaged || len(sdp) == 0 {
 		return sdp, nil
 	}
 	rep, err := d.m.engine.Offer(ctx, d.exchangeReq(x, from, sdp))
@@ -95,7 +95,7 @@ func (d *Dialog) response(ctx context.Context, method string, cseq uint32, code 
 		return sdp, nil
 	}
 	answerer := x.requester.Other()
-	if !d.Engaged || len(sdp) == 0 {
+	if !d.engaged || len(sdp) == 0 {
 		if final && x.offerer != relay.LegUnknown {
 			delete(d.pending, k)
 			if x.answer == nil {
@@ -145,11 +145,11 @@ func (d *Dialog) ack(ctx context.Context, from relay.Leg, cseq uint32, sdp []byt
 		return sdp, nil
 	}
 	delete(d.pending, k)
-	if !d.Engaged || len(sdp) == 0 {
+	if !d.engaged || len(sdp) == 0 {
 		return sdp, nil
 	}
 	if x.branch == "" {
-		x.branch = d.Branch
+		x.branch = d.branch
 	}
 	x.early = false
 	rep, err := d.m.engine.Answer(ctx, d.exchangeReq(x, from, sdp))
@@ -164,7 +164,7 @@ func (d *Dialog) ack(ctx context.Context, from relay.Leg, cseq uint32, sdp []byt
 // restore re-applies the offerer's last accepted SDP after its new offer
 // failed.
 func (d *Dialog) restore(ctx context.Context, x *exchange) {
-	if !d.Engaged || x.offerer == relay.LegUnknown {
+	if !d.engaged || x.offerer == relay.LegUnknown {
 		return
 	}
 	prev := d.accepted[legIndex(x.offerer)]

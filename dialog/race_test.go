@@ -40,7 +40,7 @@ func TestSetEnderWhileWatching(t *testing.T) {
 	wg.Go(func() { e.Session("b1").Timeout() })
 	wg.Go(func() { m.SetEnder(func(context.Context, Ending) {}) })
 	wg.Wait()
-	eventually(t, 2*time.Second, func() bool { return m.Count() == 0 }, "the timed-out dialog %s was not ended", d.CallID)
+	eventually(t, 2*time.Second, func() bool { return m.Count() == 0 }, "the timed-out dialog %s was not ended", d.callID)
 }
 
 // An UPDATE in an early dialog concerns the branch whose 18x created it,

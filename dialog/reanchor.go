@@ -46,20 +46,20 @@ func (m *Manager) BeginMove(ctx context.Context, d *Dialog, flags *[2]relay.LegF
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
-	case d.ended || d.State != StateConfirmed:
-		return nil, fmt.Errorf("dialog %s is %s, not confirmed", d.CallID, d.State)
-	case !d.Engaged:
-		return nil, fmt.Errorf("dialog %s: %w", d.CallID, ErrNotEngaged)
+	case d.ended || d.state != StateConfirmed:
+		return nil, fmt.Errorf("dialog %s is %s, not confirmed", d.callID, d.state)
+	case !d.engaged:
+		return nil, fmt.Errorf("dialog %s: %w", d.callID, ErrNotEngaged)
 	case d.moving || len(d.pending) > 0:
 		return nil, ErrBusy
 	case d.accepted[0] == nil || d.accepted[1] == nil:
-		return nil, fmt.Errorf("dialog %s has no completed offer/answer to move", d.CallID)
+		return nil, fmt.Errorf("dialog %s has no completed offer/answer to move", d.callID)
 	}
 	if flags != nil {
 		d.flags = *flags
 	}
 	d.moves++
-	mv := &Move{CallID: d.CallID, oldBranch: d.Branch, branch: fmt.Sprintf("%s.m%d", d.Branch, d.moves)}
+	mv := &Move{CallID: d.callID, oldBranch: d.branch, branch: fmt.Sprintf("%s.m%d", d.branch, d.moves)}
 	offer, err := m.engine.Offer(ctx, d.req(mv.branch, relay.Caller, d.accepted[0]))
 	if err != nil {
 		return nil, err
@@ -72,12 +72,12 @@ func (m *Manager) BeginMove(ctx context.Context, d *Dialog, flags *[2]relay.LegF
 	mv.session = offer.Session
 	// New CSeqs in each direction, and the offsets that keep the UAs' own
 	// later requests above them.
-	d.Caller.CSeq++
+	d.caller.CSeq++
 	d.offset[0]++
-	d.Callee.CSeq++
+	d.callee.CSeq++
 	d.offset[1]++
-	mv.ToCallee = Reinvite{To: d.Callee, From: d.Caller, CSeq: d.Caller.CSeq, SDP: offer.SDP}
-	mv.ToCaller = Reinvite{To: d.Caller, From: d.Callee, CSeq: d.Callee.CSeq, SDP: answer.SDP}
+	mv.ToCallee = Reinvite{To: d.callee, From: d.caller, CSeq: d.caller.CSeq, SDP: offer.SDP}
+	mv.ToCaller = Reinvite{To: d.caller, From: d.callee, CSeq: d.callee.CSeq, SDP: answer.SDP}
 	d.moving = true
 	d.log.Info("moving media", "from_branch", mv.oldBranch, "to_branch", mv.branch)
 	return mv, nil
@@ -115,9 +115,9 @@ func (m *Manager) FinishMove(ctx context.Context, d *Dialog, mv *Move, ok bool, 
 			if err != nil {
 				continue
 			}
-			to, from := &d.Callee, &d.Caller
+			to, from := &d.callee, &d.caller
 			if x.leg == relay.Caller {
-				to, from = &d.Caller, &d.Callee
+				to, from = &d.caller, &d.callee
 			}
 			from.CSeq++
 			d.offset[legIndex(x.leg.Other())]++
@@ -133,7 +133,7 @@ func (m *Manager) FinishMove(ctx context.Context, d *Dialog, mv *Move, ok bool, 
 	if _, err := m.engine.Answer(ctx, d.req(mv.branch, relay.Caller, callerSDP)); err != nil {
 		d.log.Warn("applying the caller's answer to the move", "err", err)
 	}
-	d.Branch = mv.branch
+	d.branch = mv.branch
 	d.session = mv.session
 	d.accepted = [2][]byte{callerSDP, calleeSDP}
 	delete(d.branches, mv.oldBranch)

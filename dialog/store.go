@@ -157,15 +157,15 @@ func InitStore(ctx context.Context, db *sql.DB) error {
 
 // persist writes a confirmed dialog. Call with the dialog locked.
 func (m *Manager) persist(d *Dialog) {
-	if m.cfg.DB == nil || d.State != StateConfirmed || d.ended {
+	if m.cfg.DB == nil || d.state != StateConfirmed || d.ended {
 		return
 	}
-	rec := record{CallID: d.CallID, Caller: d.Caller, Callee: d.Callee, Branch: d.Branch, Engaged: d.Engaged,
-		Created: d.Created, Answered: d.Answered, Flags: d.flags, Accepted: d.accepted, Offset: d.offset, Moves: d.moves}
+	rec := record{CallID: d.callID, Caller: d.caller, Callee: d.callee, Branch: d.branch, Engaged: d.engaged,
+		Created: d.created, Answered: d.answered, Flags: d.flags, Accepted: d.accepted, Offset: d.offset, Moves: d.moves}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if p, ok := m.engine.(relay.Persister); ok && d.Engaged && d.session != nil {
-		if st, err := p.Export(ctx, d.req(d.Branch, relay.Caller, nil).Key); err == nil {
+	if p, ok := m.engine.(relay.Persister); ok && d.engaged && d.session != nil {
+		if st, err := p.Export(ctx, d.req(d.branch, relay.Caller, nil).Key); err == nil {
 			rec.Media = st
 		}
 	}
@@ -174,7 +174,7 @@ func (m *Manager) persist(d *Dialog) {
 		d.log.Error("dialog not saved", "err", err)
 		return
 	}
-	m.queue(dbWrite{callID: d.CallID, fromTag: d.Caller.Tag, data: string(data)})
+	m.queue(dbWrite{callID: d.callID, fromTag: d.caller.Tag, data: string(data)})
 }
 
 func (m *Manager) queue(w dbWrite) {
@@ -220,25 +220,25 @@ func (m *Manager) Load(ctx context.Context) (int, error) {
 	n := 0
 	for _, rec := range recs {
 		d := &Dialog{
-			m: m, log: m.log.With("call_id", rec.CallID), CallID: rec.CallID, State: StateConfirmed, Engaged: rec.Engaged,
-			Caller: rec.Caller, Callee: rec.Callee, Branch: rec.Branch, Created: rec.Created, Answered: rec.Answered,
+			m: m, log: m.log.With("call_id", rec.CallID), callID: rec.CallID, state: StateConfirmed, engaged: rec.Engaged,
+			caller: rec.Caller, callee: rec.Callee, branch: rec.Branch, created: rec.Created, answered: rec.Answered,
 			flags: rec.Flags, accepted: rec.Accepted, branches: map[string]relay.Session{}, pending: map[string]*exchange{},
 			early: map[string]string{}, earlyOA: map[string]*exchange{},
 			offset: rec.Offset, moves: rec.Moves, done: make(chan struct{}),
 		}
 		if p, ok := m.engine.(relay.Persister); ok && rec.Engaged && len(rec.Media) > 0 {
-			s, err := p.Import(ctx, d.req(d.Branch, relay.Caller, nil).Key, rec.Media)
+			s, err := p.Import(ctx, d.req(d.branch, relay.Caller, nil).Key, rec.Media)
 			if err != nil {
 				d.log.Warn("relay session not restored", "err", err)
 			} else {
 				d.session = s
-				d.branches[d.Branch] = s
+				d.branches[d.branch] = s
 				m.watch(d, s)
 			}
 		}
 		m.armLifetime(d)
 		m.mu.Lock()
-		m.dialogs[key(d.CallID, d.Caller.Tag)] = d
+		m.dialogs[key(d.callID, d.caller.Tag)] = d
 		m.mu.Unlock()
 		n++
 	}
@@ -254,15 +254,15 @@ func (m *Manager) recordCall(d *Dialog, reason string, stats *relay.Stats) {
 	if m.cfg.DB == nil {
 		return
 	}
-	r := &callRecord{caller: d.Caller.URI, callee: d.Callee.URI, started: d.Created.UnixMilli(),
-		ended: time.Now().UnixMilli(), reason: reason, engaged: d.Engaged}
+	r := &callRecord{caller: d.caller.URI, callee: d.callee.URI, started: d.created.UnixMilli(),
+		ended: time.Now().UnixMilli(), reason: reason, engaged: d.engaged}
 	if stats != nil {
 		if b, err := json.Marshal(stats.Streams); err == nil {
 			r.media = string(b)
 		}
 	}
-	if !d.Answered.IsZero() {
-		r.answered = d.Answered.UnixMilli()
+	if !d.answered.IsZero() {
+		r.answered = d.answered.UnixMilli()
 	}
-	m.queue(dbWrite{callID: d.CallID, fromTag: d.Caller.Tag, rec: r})
+	m.queue(dbWrite{callID: d.callID, fromTag: d.caller.Tag, rec: r})
 }

@@ -403,13 +403,13 @@ func (c *Client) send(ctx context.Context, cmd string, r *relay.Request) (*relay
 	key := callKey(r.Key)
 	c.mu.Lock()
 	n := c.bound[key]
+	set := c.defaultSetLocked()
 	c.mu.Unlock()
 	d := request(cmd, r)
 	if n == nil {
 		if cmd != "offer" {
 			return nil, fmt.Errorf("answer for %s: %w", r.Key, relay.ErrNoSession)
 		}
-		set := c.defaultSet()
 		if r.Set != "" {
 			id, err := strconv.Atoi(r.Set)
 			if err != nil {
@@ -463,12 +463,13 @@ func (c *Client) reply(r *relay.Request, n *Node, key string, rep map[string]any
 	return &relay.Reply{SDP: []byte(sdp), Session: s}, nil
 }
 
-func (c *Client) defaultSet() int {
-	ids := make([]int, 0, len(c.sets))
-	for id := range c.sets {
-		ids = append(ids, id)
+// defaultSetLocked is the lowest set id, the set of calls no rule placed.
+// Call with c.mu held: Reload replaces c.sets.
+func (c *Client) defaultSetLocked() int {
+	ids := c.setIDs()
+	if len(ids) == 0 {
+		return 0
 	}
-	slices.Sort(ids)
 	return ids[0]
 }
 
@@ -490,7 +491,7 @@ func (c *Client) Delete(ctx context.Context, r *relay.Request) error {
 	var nodes []*Node
 	if n != nil {
 		nodes = []*Node{n}
-	} else if set := c.sets[c.defaultSet()]; set != nil {
+	} else if set := c.sets[c.defaultSetLocked()]; set != nil {
 		nodes = set.nodes
 	}
 	c.mu.Unlock()

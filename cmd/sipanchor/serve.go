@@ -80,8 +80,8 @@ func relaySettings(cfg *config.Config) (caller, callee relay.LegFlags, engage di
 		}
 	}
 	for key, f := range map[string]relay.LegFlags{"relay.caller_flags": caller, "relay.callee_flags": callee} {
-		if f.InIface != "" || f.OutIface != "" {
-			return caller, callee, engage, cfg.KeyError(key, errors.New("in-iface/out-iface name media interfaces, and sipanchor has one ([media] bind): bridge mode is not supported yet"))
+		if err := f.Supported(); err != nil {
+			return caller, callee, engage, cfg.KeyError(key, err)
 		}
 	}
 	return caller, callee, engage, nil

@@ -52,6 +52,9 @@ func parseUpdate(r *http.Request) (*updateRequest, *[2]relay.LegFlags, error) {
 			s = *f
 		}
 		lf, err := relay.ParseFlags(s)
+		if err == nil {
+			err = lf.Supported()
+		}
 		if err != nil {
 			return nil, nil, err
 		}

@@ -118,7 +118,8 @@ func (b *Builtin) apply(r *Request, answer bool) (*Reply, error) {
 		mux = ""
 	}
 	out, err := media.RewriteSDP(r.SDP, media.Rewrite{
-		Addr: addr, Ports: ports, ReplaceOrigin: recv.ReplaceOrigin, RemoveICE: recv.ICERemove,
+		Addr: addr, Ports: ports, ReplaceOrigin: recv.ReplaceOrigin, ReplaceSessionConnection: recv.ReplaceSessionConnection,
+		RemoveICE:   recv.ICERemove,
 		LoopProtect: send.LoopProtect || recv.LoopProtect, RTCPMux: mux,
 	})
 	if err != nil {

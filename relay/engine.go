@@ -104,8 +104,9 @@ func (e *SDPError) Error() string { return "sdp: " + e.Err.Error() }
 func (e *SDPError) Unwrap() error { return e.Err }
 
 // Persister is an Engine whose sessions can be saved with their dialog and
-// rebuilt after a restart (the builtin engine: same ports, same latches).
-// Engines whose sessions outlive sipanchor (rtpengine) need not implement it.
+// rebuilt after a restart: the builtin engine's state is its ports and
+// latches; the NG client's, the node that holds the call (whose session
+// then watches that node for the call's media timeout again).
 type Persister interface {
 	Export(ctx context.Context, k SessionKey) ([]byte, error)
 	Import(ctx context.Context, k SessionKey, state []byte) (Session, error)

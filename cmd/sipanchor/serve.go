@@ -115,9 +115,14 @@ func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dia
 			rl.Close()
 			return nil, nil, nil, nil, err
 		}
+		bindings, err := ng.NewSQLBindings(context.Background(), db)
+		if err != nil {
+			rl.Close()
+			return nil, nil, nil, nil, err
+		}
 		client, err = ng.NewClient(ng.ClientConfig{Sets: sets, Timeout: cfg.Relay.Timeout.Duration, Retries: cfg.Relay.Retries,
 			DisableFor: cfg.Relay.DisableTimeout.Duration, ProbeEvery: cfg.Relay.TimerInterval.Duration,
-			PollEvery: cfg.Relay.PollInterval.Duration, Log: log, OnNode: onNode})
+			PollEvery: cfg.Relay.PollInterval.Duration, Log: log, OnNode: onNode, Bindings: bindings})
 		if err != nil {
 			rl.Close()
 			return nil, nil, nil, nil, err

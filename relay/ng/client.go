@@ -64,6 +64,8 @@ type ClientConfig struct {
 	Log        *slog.Logger
 	// OnNode, if set, is told when a node goes down or comes back.
 	OnNode func(node string, up bool)
+	// Bindings, if set, keeps which node holds each call across restarts.
+	Bindings BindingStore
 }
 
 // SetConfig is one set of nodes, "udp:HOST:PORT=WEIGHT" (rtpengine_sock).
@@ -166,6 +168,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if len(c.sets) == 0 {
 		return nil, errors.New("no rtpengine sets configured")
+	}
+	if err := c.restore(context.Background()); err != nil {
+		return nil, err
 	}
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{})
 	if err != nil {
@@ -453,12 +458,16 @@ func (c *Client) reply(r *relay.Request, n *Node, key string, rep map[string]any
 	}
 	sdp, _ := rep["sdp"].(string)
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	fresh := c.bound[key] == nil
 	c.bound[key] = n
 	s := c.sessions[key]
 	if s == nil {
 		s = &clientSession{key: r.Key, node: n, done: make(chan struct{})}
 		c.sessions[key] = s
+	}
+	c.mu.Unlock()
+	if fresh {
+		c.saveBinding(r.Key, n) // before the SDP naming the node leaves
 	}
 	return &relay.Reply{SDP: []byte(sdp), Session: s}, nil
 }
@@ -497,6 +506,9 @@ func (c *Client) Delete(ctx context.Context, r *relay.Request) error {
 	c.mu.Unlock()
 	if s != nil {
 		s.end(relay.ErrNoSession)
+	}
+	if n != nil {
+		c.removeBinding(r.Key)
 	}
 	d := map[string]any{"command": "delete", "call-id": r.Key.CallID, "from-tag": r.Key.FromTag}
 	var errs []error
@@ -743,11 +755,15 @@ func (c *Client) poll() {
 		}
 		if reason, _ := rep["error-reason"].(string); rep["result"] == "error" && strings.Contains(strings.ToLower(reason), "unknown call") {
 			c.mu.Lock()
-			if c.sessions[it.key] == it.s {
+			mine := c.sessions[it.key] == it.s
+			if mine {
 				delete(c.sessions, it.key)
 				delete(c.bound, it.key)
 			}
 			c.mu.Unlock()
+			if mine {
+				c.removeBinding(it.s.key)
+			}
 			c.log.Info("rtpengine no longer has the call: media timeout", "call_id", it.s.key.CallID, "node", it.s.node.Name)
 			it.s.end(relay.ErrMediaTimeout)
 		}

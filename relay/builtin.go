@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"sipanchor/media"
 )
@@ -20,6 +21,9 @@ type Builtin struct {
 
 	mu    sync.Mutex
 	calls map[string]map[string]bool // call (Call-ID+From-tag) → session ids
+
+	off       atomic.Bool // the node disabled by the control plane
+	onEnabled atomic.Pointer[func(on bool)]
 }
 
 var _ Engine = (*Builtin)(nil)

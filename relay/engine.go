@@ -72,8 +72,13 @@ type Session interface {
 	Err() error            // why: ErrMediaTimeout, ...
 }
 
-// Stats are a session's counters.
-type Stats = media.Stats
+// Stats are a session's counters, per stream and leg, in the same shape
+// for every engine.
+type (
+	Stats         = media.Stats
+	StreamStats   = media.StreamStats
+	EndpointStats = media.EndpointStats
+)
 
 // Engine is a media relay driven by the dialog layer. The dialog layer
 // calls Offer for each SDP offer (initial INVITE, re-INVITE, UPDATE, late

@@ -133,6 +133,8 @@ func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dia
 		Engage: engage, Caller: caller, Callee: callee, Lifetime: cfg.Relay.Lifetime.Duration, Log: log, DB: db,
 		OnEvent: onEvent,
 	})
+	// The builtin engine's one node disabled: new calls are not anchored.
+	builtin.OnEnabled(func(on bool) { d.SetDisabled(!on) })
 	return rl, builtin, client, d, nil
 }
 
@@ -249,17 +251,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			_ = p.Serve(cancelled) // releases the SIP sockets
 			return fmt.Errorf("api listen: %w", err)
 		}
-		api = &http.Server{Handler: control.Handler(control.Deps{
-			Version: version, Token: cfg.API.Token, Proxy: p, Dialogs: dialogs, Relay: rl, Events: events, Log: log,
-			Engine: cfg.Relay.Engine, RTPEngine: client,
-			ReloadRelays: func() (int, error) {
+		deps := control.Deps{Version: version, Token: cfg.API.Token, Proxy: p, Dialogs: dialogs, Relay: builtin, Events: events, Log: log}
+		if client != nil {
+			deps.Relay = client
+			deps.ReloadRelays = func() (int, error) {
 				sets, err := relaySets(cfg, db)
 				if err != nil {
 					return 0, err
 				}
 				return client.Reload(sets)
-			},
-		}), ReadHeaderTimeout: 5 * time.Second}
+			}
+		}
+		api = &http.Server{Handler: control.Handler(deps), ReadHeaderTimeout: 5 * time.Second}
 		log.Info("api listening", "addr", ln.Addr().String())
 		go func() {
 			if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -98,26 +98,17 @@ func (c *Client) removeBinding(k relay.SessionKey) {
 	}
 }
 
-// Placement names the set and node that hold a call.
-func (c *Client) Placement(k relay.SessionKey) (set int, node string, ok bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := c.bound[callKey(k)]
-	if n == nil {
-		return 0, "", false
-	}
-	return n.Set, n.Name, true
-}
-
 var _ relay.Persister = (*Client)(nil)
 
 // Export is a call's binding, saved with its dialog.
 func (c *Client) Export(ctx context.Context, k relay.SessionKey) ([]byte, error) {
-	set, node, ok := c.Placement(k)
-	if !ok {
+	c.mu.Lock()
+	n := c.bound[callKey(k)]
+	c.mu.Unlock()
+	if n == nil {
 		return nil, fmt.Errorf("%s: %w", k, relay.ErrNoSession)
 	}
-	return json.Marshal(Binding{CallID: k.CallID, FromTag: k.FromTag, Set: set, Node: node})
+	return json.Marshal(Binding{CallID: k.CallID, FromTag: k.FromTag, Set: n.Set, Node: n.Name})
 }
 
 // Import gives a restored dialog the session of its call, so that

@@ -48,13 +48,13 @@ func TestBindingsSurviveANewClient(t *testing.T) {
 	c2 := client("0", "1") // a new call would go to B now
 	defer c2.Close()
 	k := relay.SessionKey{CallID: "kept", FromTag: "f"}
-	if set, node, ok := c2.Placement(k); !ok || set != 0 || node != nodeA {
-		t.Fatalf("restored placement = %d %q %v, want 0 %q", set, node, ok, nodeA)
+	if pl, ok := c2.Placement(k); !ok || pl.Set != "0" || pl.Node != nodeA {
+		t.Fatalf("restored placement = %+v %v, want set 0 node %q", pl, ok, nodeA)
 	}
 	if _, err := testOffer(c2, "kept"); err != nil {
 		t.Fatal(err)
 	}
-	if n := c2.Nodes(); n[0].Calls != 1 || n[1].Calls != 0 {
+	if n := c2.Nodes(); n[0].Sessions != 1 || n[1].Sessions != 0 {
 		t.Errorf("re-offer after restart: %+v", n)
 	}
 	if err := c2.Delete(ctx, &relay.Request{Key: k}); err != nil {

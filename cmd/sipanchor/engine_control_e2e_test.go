@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -231,5 +232,57 @@ func TestRtpengineControlPlane(t *testing.T) {
 	}
 	if codeB != 200 || len(none) != 0 {
 		t.Errorf("update filtered on engine builtin in rtpengine mode: %d %v, want 200 []", codeB, none)
+	}
+}
+
+// TestRtpengineAdminDisableOutlivesProber: node X (weight 1) stops
+// answering, is found dead and disabled, and the admin disables it too.
+// When X answers pings again the prober brings it back from dead, but the
+// admin's disable stays: new calls go to Y until the admin enables X.
+func TestRtpengineAdminDisableOutlivesProber(t *testing.T) {
+	x, y := startRtpengine(t, 48200), startRtpengine(t, 48400)
+	nodeX, nodeY := fmt.Sprintf("udp:127.0.0.1:%d", x.ngPort), fmt.Sprintf("udp:127.0.0.1:%d", y.ngPort)
+	p := startProxy(t, rtpengineConfig(nodeX+"=1", nodeY+"=0"))
+	alice := newUA(t, "alice", "127.0.0.2", p, "")
+	bob := newUA(t, "bob", "127.0.0.3", p, "")
+	bob.register(600)
+	aRTP, bRTP := newRTP(t, "127.0.0.2"), newRTP(t, "127.0.0.3")
+	callOn := func(tag string) *rtpengineDaemon {
+		t.Helper()
+		_, _, atBob, _ := rtpCall(t, alice, bob, aRTP, bRTP, tag)
+		if x.owns(mediaOf(t, []byte(atBob)).Port()) {
+			return x
+		}
+		return y
+	}
+
+	_ = syscall.Kill(-x.cmd.Process.Pid, syscall.SIGSTOP)
+	t.Cleanup(func() { _ = syscall.Kill(-x.cmd.Process.Pid, syscall.SIGCONT) })
+	if callOn("dead") != y {
+		t.Fatal("a call went to the stopped node")
+	}
+	if code := p.apiCall("POST", "/api/v1/relays/"+url.PathEscape(nodeX)+"/disable", "", nil); code != 200 {
+		t.Fatalf("disable: %d", code)
+	}
+	_ = syscall.Kill(-x.cmd.Process.Pid, syscall.SIGCONT)
+	waitForEngine(t, 5*time.Second, func() bool { return len(p.logLines("rtpengine node back")) > 0 }, "the prober never found node X answering")
+
+	var nodes []map[string]any
+	p.apiCall("GET", "/api/v1/relays", "", &nodes)
+	for _, n := range nodes {
+		if n["node"] == nodeX && n["enabled"] != false {
+			t.Errorf("the prober undid the admin's disable: %v", n)
+		}
+	}
+	for i := range 3 {
+		if callOn(fmt.Sprint("after", i)) != y {
+			t.Errorf("call %d went to the admin-disabled node X", i)
+		}
+	}
+	if code := p.apiCall("POST", "/api/v1/relays/"+url.PathEscape(nodeX)+"/enable", "", nil); code != 200 {
+		t.Fatalf("enable: %d", code)
+	}
+	if callOn("enabled") != x {
+		t.Error("after the admin's enable a call did not go to X (weight 1 against 0)")
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -232,7 +233,34 @@ func (c *Config) validate(lines positions, file string) error {
 	default:
 		bad("relay.engine", "%q: want builtin or rtpengine", c.Relay.Engine)
 	}
+	if c.Relay.Engine != "rtpengine" {
+		// Only the NG client reads these: changed with another engine they
+		// would silently do nothing. (A file holding the defaults is fine.)
+		var def Config
+		_, _ = toml.NewDecoder(bytes.NewReader(defaultsTOML)).Decode(&def)
+		for _, k := range []struct {
+			key      string
+			got, def any
+		}{
+			{"relay.rtpengine_tout", c.Relay.Timeout, def.Relay.Timeout}, {"relay.rtpengine_retr", c.Relay.Retries, def.Relay.Retries},
+			{"relay.disable_timeout", c.Relay.DisableTimeout, def.Relay.DisableTimeout},
+			{"relay.timer_interval", c.Relay.TimerInterval, def.Relay.TimerInterval},
+			{"relay.poll_interval", c.Relay.PollInterval, def.Relay.PollInterval},
+		} {
+			if k.got != k.def {
+				bad(k.key, "only applies to engine = \"rtpengine\" (engine is %q)", c.Relay.Engine)
+			}
+		}
+		if len(c.Relay.Sets) > 0 {
+			bad("relay.set", "only applies to engine = \"rtpengine\" (engine is %q)", c.Relay.Engine)
+		}
+	}
+	setIDs := map[int]bool{}
 	for i, set := range c.Relay.Sets {
+		if setIDs[set.ID] {
+			bad("relay.set."+strconv.Itoa(i)+".id", "set %d is defined twice", set.ID)
+		}
+		setIDs[set.ID] = true
 		if len(set.Nodes) == 0 {
 			bad("relay.set."+strconv.Itoa(i)+".nodes", "set %d has no nodes", set.ID)
 		}

@@ -63,6 +63,11 @@ type Rewrite struct {
 	// ReplaceOrigin rewrites the o= address (and its address type IP4/IP6)
 	// to Addr.
 	ReplaceOrigin bool
+	// ReplaceSessionConnection rewrites the session-level c= even when
+	// every m= has a c= of its own (rtpengine's replace session-connection);
+	// without it that session c= is nobody's media address and is left
+	// alone, as rtpengine does.
+	ReplaceSessionConnection bool
 	// RemoveICE drops a=candidate, a=remote-candidates, a=end-of-candidates,
 	// a=ice-ufrag, a=ice-pwd, a=ice-options, a=ice-lite and a=ice-mismatch
 	// at session and media level.
@@ -88,7 +93,8 @@ var iceAttributes = []string{
 // anchor media:
 //
 //   - each non-rejected m= port (RFC 4566 §5.14) becomes rw.Ports[i];
-//   - the session-level c= (RFC 4566 §5.7) and every media-level c= of a
+//   - the session-level c= (RFC 4566 §5.7), when some m= has no c= of its
+//     own or rw.ReplaceSessionConnection is set, and every media-level c= of a
 //     non-rejected stream become rw.Addr, and a stream covered by neither gets
 //     a media-level c=. A c= of 0.0.0.0 or :: is kept: it is a hold
 //     (RFC 3264 §8.4, RFC 2543 style) and the answerer must still see it;
@@ -127,7 +133,13 @@ func RewriteSDP(b []byte, rw Rewrite) ([]byte, error) {
 		return nil, fmt.Errorf("%w: unknown rtcp-mux mode %q", ErrBadSDP, rw.RTCPMux)
 	}
 
-	if ci := desc.ConnectionInformation; ci != nil && !isHoldConn(ci) {
+	sessionConnUsed := rw.ReplaceSessionConnection
+	for _, md := range desc.MediaDescriptions {
+		if md.ConnectionInformation == nil {
+			sessionConnUsed = true
+		}
+	}
+	if ci := desc.ConnectionInformation; ci != nil && !isHoldConn(ci) && sessionConnUsed {
 		desc.ConnectionInformation = connInfo(addr)
 	}
 	if rw.ReplaceOrigin {

@@ -72,6 +72,8 @@ func goldenRewrite(t testing.TB, name string, gc goldenCase) Rewrite {
 		switch f {
 		case "replace-origin":
 			rw.ReplaceOrigin = true
+		case "replace-session-connection":
+			rw.ReplaceSessionConnection = true
 		case "ICE=remove":
 			rw.RemoveICE = true
 		case "loop-protect":

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"sipanchor/media"
 )
@@ -20,6 +21,9 @@ type Builtin struct {
 
 	mu    sync.Mutex
 	calls map[string]map[string]bool // call (Call-ID+From-tag) → session ids
+
+	off       atomic.Bool // the node disabled by the control plane
+	onEnabled atomic.Pointer[func(on bool)]
 }
 
 var _ Engine = (*Builtin)(nil)
@@ -121,7 +125,8 @@ func (b *Builtin) apply(r *Request, answer bool) (*Reply, error) {
 		mux = ""
 	}
 	out, err := media.RewriteSDP(r.SDP, media.Rewrite{
-		Addr: addr, Ports: ports, ReplaceOrigin: recv.ReplaceOrigin, RemoveICE: recv.ICERemove,
+		Addr: addr, Ports: ports, ReplaceOrigin: recv.ReplaceOrigin, ReplaceSessionConnection: recv.ReplaceSessionConnection,
+		RemoveICE:   recv.ICERemove,
 		LoopProtect: send.LoopProtect || recv.LoopProtect, RTCPMux: mux,
 	})
 	if err != nil {

@@ -13,6 +13,10 @@ import (
 const offerSDP = "v=0\r\no=alice 1 1 IN IP4 192.168.1.50\r\ns=-\r\nc=IN IP4 192.168.1.50\r\nt=0 0\r\n" +
 	"m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ice-ufrag:abcd\r\na=candidate:1 1 UDP 2130706431 192.168.1.50 4000 typ host\r\n"
 
+// mediaConnSDP has a session c= that no m= uses: each has its own.
+const mediaConnSDP = "v=0\r\no=alice 1 1 IN IP4 192.168.1.50\r\ns=-\r\nc=IN IP4 192.168.1.50\r\nt=0 0\r\n" +
+	"m=audio 4000 RTP/AVP 0\r\nc=IN IP4 192.168.1.51\r\na=rtpmap:0 PCMU/8000\r\n"
+
 func newBuiltin(t *testing.T) *Builtin {
 	t.Helper()
 	lo := netip.MustParseAddr("127.0.0.1")
@@ -37,6 +41,8 @@ func TestBuiltinFlags(t *testing.T) {
 		{"defaults", "", "", offerSDP, []string{"c=IN IP4 127.0.0.1", "o=alice 1 1 IN IP4 192.168.1.50", "a=candidate"}, []string{"m=audio 4000"}, true},
 		{"replace-origin ICE=remove", "replace-origin ICE=remove", "", offerSDP, []string{"o=alice 1 1 IN IP4 127.0.0.1"}, []string{"a=candidate", "a=ice-ufrag"}, true},
 		{"media-address", "media-address=203.0.113.9", "", offerSDP, []string{"c=IN IP4 203.0.113.9"}, []string{"c=IN IP4 127.0.0.1"}, true},
+		{"session c= kept when every m= has its own", "", "", mediaConnSDP, []string{"\r\nc=IN IP4 192.168.1.50\r\nt=0 0", "c=IN IP4 127.0.0.1"}, []string{"c=IN IP4 192.168.1.51"}, true},
+		{"replace-session-connection", "replace-session-connection", "", mediaConnSDP, []string{"\r\nc=IN IP4 127.0.0.1\r\nt=0 0"}, []string{"192.168.1.50\r\nt=0", "c=IN IP4 192.168.1.51"}, true},
 		{"loop-protect marks", "loop-protect", "", offerSDP, []string{"a=nortpproxy:yes"}, nil, true},
 		{"loop-protect skips marked SDP", "loop-protect", "", offerSDP + "a=nortpproxy:yes\r\n", []string{"m=audio 4000", "c=IN IP4 192.168.1.50"}, nil, false},
 	}

@@ -77,8 +77,13 @@ type Session interface {
 	Err() error            // why: ErrMediaTimeout, ...
 }
 
-// Stats are a session's counters.
-type Stats = media.Stats
+// Stats are a session's counters, per stream and leg, in the same shape
+// for every engine.
+type (
+	Stats         = media.Stats
+	StreamStats   = media.StreamStats
+	EndpointStats = media.EndpointStats
+)
 
 // Engine is a media relay driven by the dialog layer. The dialog layer
 // calls Offer for each SDP offer (initial INVITE, re-INVITE, UPDATE, late
@@ -118,8 +123,9 @@ type Confirmer interface {
 }
 
 // Persister is an Engine whose sessions can be saved with their dialog and
-// rebuilt after a restart (the builtin engine: same ports, same latches).
-// Engines whose sessions outlive sipanchor (rtpengine) need not implement it.
+// rebuilt after a restart: the builtin engine's state is its ports and
+// latches; the NG client's, the node that holds the call (whose session
+// then watches that node for the call's media timeout again).
 type Persister interface {
 	Export(ctx context.Context, k SessionKey) ([]byte, error)
 	Import(ctx context.Context, k SessionKey, state []byte) (Session, error)

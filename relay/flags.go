@@ -20,8 +20,9 @@ type LegFlags struct {
 	TrustAddress bool
 	// ReplaceOrigin rewrites o= to the relay's address in SDP sent to this leg.
 	ReplaceOrigin bool
-	// ReplaceSessionConnection: rewrite the session-level c= as well (we
-	// always do; accepted for compatibility).
+	// ReplaceSessionConnection: rewrite the session-level c= in SDP sent to
+	// this leg even when every m= has its own c= (otherwise that session
+	// c= is left alone, as rtpengine does).
 	ReplaceSessionConnection bool
 	// MediaAddress overrides the advertised address in SDP sent to this leg.
 	MediaAddress netip.Addr

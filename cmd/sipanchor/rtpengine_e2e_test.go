@@ -120,8 +120,8 @@ func TestCallRelayedByRtpengine(t *testing.T) {
 	aRTP.recv('b')
 	aRTP.sendTo(toAlice, 'c')
 	bRTP.recv('c')
-	if h := p.health(); h["relay_sessions"] != 0 {
-		t.Errorf("the builtin relay holds %v sessions: media should be rtpengine's", h["relay_sessions"])
+	if h := p.health(); h["relay_sessions"] != 1 || h["port_pairs_used"] != 0 {
+		t.Errorf("health: %v relay sessions (want rtpengine's one call), port_pairs_used %v (want none: builtin's)", h["relay_sessions"], h["port_pairs_used"])
 	}
 	out, err := p.ctl("relays")
 	if err != nil || !strings.Contains(out, fmt.Sprintf("udp:127.0.0.1:%d", rte.ngPort)) {

@@ -80,8 +80,8 @@ func relaySettings(cfg *config.Config) (caller, callee relay.LegFlags, engage di
 		}
 	}
 	for key, f := range map[string]relay.LegFlags{"relay.caller_flags": caller, "relay.callee_flags": callee} {
-		if f.InIface != "" || f.OutIface != "" {
-			return caller, callee, engage, cfg.KeyError(key, errors.New("in-iface/out-iface name media interfaces, and sipanchor has one ([media] bind): bridge mode is not supported yet"))
+		if err := f.Supported(); err != nil {
+			return caller, callee, engage, cfg.KeyError(key, err)
 		}
 	}
 	return caller, callee, engage, nil
@@ -119,9 +119,14 @@ func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dia
 			rl.Close()
 			return nil, nil, nil, nil, err
 		}
+		bindings, err := ng.NewSQLBindings(context.Background(), db)
+		if err != nil {
+			rl.Close()
+			return nil, nil, nil, nil, err
+		}
 		client, err = ng.NewClient(ng.ClientConfig{Sets: sets, Timeout: cfg.Relay.Timeout.Duration, Retries: cfg.Relay.Retries,
 			DisableFor: cfg.Relay.DisableTimeout.Duration, ProbeEvery: cfg.Relay.TimerInterval.Duration,
-			PollEvery: cfg.Relay.PollInterval.Duration, Log: log, OnNode: onNode})
+			PollEvery: cfg.Relay.PollInterval.Duration, Log: log, OnNode: onNode, Bindings: bindings})
 		if err != nil {
 			rl.Close()
 			return nil, nil, nil, nil, err
@@ -132,6 +137,8 @@ func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dia
 		Engage: engage, Caller: caller, Callee: callee, Lifetime: cfg.Relay.Lifetime.Duration, Log: log, DB: db,
 		OnEvent: onEvent,
 	})
+	// The builtin engine's one node disabled: new calls are not anchored.
+	builtin.OnEnabled(func(on bool) { d.SetDisabled(!on) })
 	return rl, builtin, client, d, nil
 }
 
@@ -253,17 +260,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			_ = p.Serve(cancelled) // releases the SIP sockets
 			return fmt.Errorf("api listen: %w", err)
 		}
-		api = &http.Server{Handler: control.Handler(control.Deps{
-			Version: version, Token: cfg.API.Token, Proxy: p, Dialogs: dialogs, Relay: rl, Events: events, Log: log,
-			Engine: cfg.Relay.Engine, RTPEngine: client,
-			ReloadRelays: func() (int, error) {
+		deps := control.Deps{Version: version, Token: cfg.API.Token, Proxy: p, Dialogs: dialogs, Relay: builtin, Events: events, Log: log}
+		if client != nil {
+			deps.Relay = client
+			deps.ReloadRelays = func() (int, error) {
 				sets, err := relaySets(cfg, db)
 				if err != nil {
 					return 0, err
 				}
 				return client.Reload(sets)
-			},
-		}), ReadHeaderTimeout: 5 * time.Second}
+			}
+		}
+		api = &http.Server{Handler: control.Handler(deps), ReadHeaderTimeout: 5 * time.Second}
 		log.Info("api listening", "addr", ln.Addr().String())
 		go func() {
 			if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"sipanchor/media"
 	"sipanchor/relay"
 )
 
@@ -64,6 +63,8 @@ type ClientConfig struct {
 	Log        *slog.Logger
 	// OnNode, if set, is told when a node goes down or comes back.
 	OnNode func(node string, up bool)
+	// Bindings, if set, keeps which node holds each call across restarts.
+	Bindings BindingStore
 }
 
 // SetConfig is one set of nodes, "udp:HOST:PORT=WEIGHT" (rtpengine_sock).
@@ -78,17 +79,9 @@ type Node struct {
 	Addr     netip.AddrPort
 	Weight   int
 	Set      int
-	disabled time.Time // skipped until then
-	down     bool
-}
-
-// NodeStatus is a node as the control plane shows it.
-type NodeStatus struct {
-	Node    string `json:"node"`
-	Set     int    `json:"set"`
-	Weight  int    `json:"weight"`
-	Enabled bool   `json:"enabled"`
-	Calls   int    `json:"calls"`
+	disabled time.Time // skipped until then (found dead)
+	down     bool      // found dead; the prober brings it back
+	adminOff bool      // disabled by the control plane until it enables it
 }
 
 type nodeSet struct {
@@ -166,6 +159,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if len(c.sets) == 0 {
 		return nil, errors.New("no rtpengine sets configured")
+	}
+	if err := c.restore(context.Background()); err != nil {
+		return nil, err
 	}
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{})
 	if err != nil {
@@ -276,15 +272,16 @@ func (c *Client) choose(set int, exclude []*Node) (*Node, error) {
 	now := time.Now()
 	var cands []*Node
 	total := 0
+	usable := func(n *Node) bool { return !slices.Contains(exclude, n) && !n.adminOff && now.After(n.disabled) }
 	for _, n := range s.nodes {
-		if !slices.Contains(exclude, n) && now.After(n.disabled) && n.Weight > 0 {
+		if usable(n) && n.Weight > 0 {
 			cands = append(cands, n)
 			total += n.Weight
 		}
 	}
 	if len(cands) == 0 {
 		for _, n := range s.nodes {
-			if !slices.Contains(exclude, n) && now.After(n.disabled) {
+			if usable(n) {
 				return n, nil
 			}
 		}
@@ -403,13 +400,13 @@ func (c *Client) send(ctx context.Context, cmd string, r *relay.Request) (*relay
 	key := callKey(r.Key)
 	c.mu.Lock()
 	n := c.bound[key]
+	set := c.defaultSetLocked()
 	c.mu.Unlock()
 	d := request(cmd, r)
 	if n == nil {
 		if cmd != "offer" {
 			return nil, fmt.Errorf("answer for %s: %w", r.Key, relay.ErrNoSession)
 		}
-		set := c.defaultSet()
 		if r.Set != "" {
 			id, err := strconv.Atoi(r.Set)
 			if err != nil {
@@ -453,22 +450,27 @@ func (c *Client) reply(r *relay.Request, n *Node, key string, rep map[string]any
 	}
 	sdp, _ := rep["sdp"].(string)
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	fresh := c.bound[key] == nil
 	c.bound[key] = n
 	s := c.sessions[key]
 	if s == nil {
 		s = &clientSession{key: r.Key, node: n, done: make(chan struct{})}
 		c.sessions[key] = s
 	}
+	c.mu.Unlock()
+	if fresh {
+		c.saveBinding(r.Key, n) // before the SDP naming the node leaves
+	}
 	return &relay.Reply{SDP: []byte(sdp), Session: s}, nil
 }
 
-func (c *Client) defaultSet() int {
-	ids := make([]int, 0, len(c.sets))
-	for id := range c.sets {
-		ids = append(ids, id)
+// defaultSetLocked is the lowest set id, the set of calls no rule placed.
+// Call with c.mu held: Reload replaces c.sets.
+func (c *Client) defaultSetLocked() int {
+	ids := c.setIDs()
+	if len(ids) == 0 {
+		return 0
 	}
-	slices.Sort(ids)
 	return ids[0]
 }
 
@@ -490,12 +492,15 @@ func (c *Client) Delete(ctx context.Context, r *relay.Request) error {
 	var nodes []*Node
 	if n != nil {
 		nodes = []*Node{n}
-	} else if set := c.sets[c.defaultSet()]; set != nil {
+	} else if set := c.sets[c.defaultSetLocked()]; set != nil {
 		nodes = set.nodes
 	}
 	c.mu.Unlock()
 	if s != nil {
 		s.end(relay.ErrNoSession)
+	}
+	if n != nil {
+		c.removeBinding(r.Key)
 	}
 	d := map[string]any{"command": "delete", "call-id": r.Key.CallID, "from-tag": r.Key.FromTag}
 	var errs []error
@@ -526,231 +531,6 @@ func (c *Client) Query(ctx context.Context, k relay.SessionKey) (*relay.Stats, e
 		return nil, fmt.Errorf("%s: %w", k, relay.ErrNoSession)
 	}
 	return statsOf(k, rep), nil
-}
-
-// statsOf maps an rtpengine query reply to relay.Stats: the first media of
-// the caller's and the callee's tag.
-func statsOf(k relay.SessionKey, rep map[string]any) *relay.Stats {
-	st := &relay.Stats{ID: k.String()}
-	if c, ok := rep["created"].(int64); ok {
-		st.Created = time.Unix(c, 0)
-	}
-	tags, _ := rep["tags"].(map[string]any)
-	ep := func(tag string) (rtp, rtcp media.EndpointStats, ok bool) {
-		t, _ := tags[tag].(map[string]any)
-		medias, _ := t["medias"].([]any)
-		if len(medias) == 0 {
-			return rtp, rtcp, false
-		}
-		m, _ := medias[0].(map[string]any)
-		streams, _ := m["streams"].([]any)
-		for i, s := range streams {
-			sm, _ := s.(map[string]any)
-			var e media.EndpointStats
-			if p, ok := sm["local port"].(int64); ok {
-				e.Port = int(p)
-			}
-			if stats, ok := sm["stats"].(map[string]any); ok {
-				pk, _ := stats["packets"].(int64)
-				by, _ := stats["bytes"].(int64)
-				e.PacketsIn, e.BytesIn = uint64(pk), uint64(by)
-			}
-			if end, ok := sm["endpoint"].(map[string]any); ok {
-				addr, _ := end["address"].(string)
-				port, _ := end["port"].(int64)
-				if a, err := netip.ParseAddr(addr); err == nil {
-					e.Latched = netip.AddrPortFrom(a, uint16(port)).String()
-				}
-			}
-			if i == 0 {
-				rtp = e
-			} else if i == 1 {
-				rtcp = e
-			}
-		}
-		return rtp, rtcp, true
-	}
-	a, artcp, okA := ep(k.FromTag)
-	b, brtcp, okB := ep(k.ToTag)
-	if okA || okB {
-		st.Streams = []media.StreamStats{{Caller: a, CallerRTCP: artcp, Callee: b, CalleeRTCP: brtcp}}
-	}
-	return st
-}
-
-// Nodes lists every node and its state.
-func (c *Client) Nodes() []NodeStatus {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	calls := map[*Node]int{}
-	for _, n := range c.bound {
-		calls[n]++
-	}
-	var out []NodeStatus
-	now := time.Now()
-	for _, id := range c.setIDs() {
-		for _, n := range c.sets[id].nodes {
-			out = append(out, NodeStatus{Node: n.Name, Set: n.Set, Weight: n.Weight, Enabled: now.After(n.disabled), Calls: calls[n]})
-		}
-	}
-	return out
-}
-
-// Reload replaces the node sets. A node kept (same name and set) keeps its
-// state; calls stay on their nodes even if those are no longer listed.
-// It returns the number of nodes.
-func (c *Client) Reload(sets []SetConfig) (int, error) {
-	fresh := map[int]*nodeSet{}
-	for _, sc := range sets {
-		set := &nodeSet{id: sc.ID}
-		for _, s := range sc.Nodes {
-			n, err := ParseNode(s)
-			if err != nil {
-				return 0, err
-			}
-			n.Set = sc.ID
-			set.nodes = append(set.nodes, n)
-		}
-		fresh[sc.ID] = set
-	}
-	if len(fresh) == 0 {
-		return 0, errors.New("no rtpengine sets")
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	count := 0
-	for id, set := range fresh {
-		if old := c.sets[id]; old != nil {
-			for i, n := range set.nodes {
-				if j := slices.IndexFunc(old.nodes, func(o *Node) bool { return o.Name == n.Name }); j >= 0 {
-					old.nodes[j].Weight = n.Weight
-					set.nodes[i] = old.nodes[j]
-				}
-			}
-		}
-		count += len(set.nodes)
-	}
-	c.sets = fresh
-	c.log.Info("rtpengine nodes reloaded", "nodes", count)
-	return count, nil
-}
-
-// Changes is the number of node status changes (down or back) so far.
-func (c *Client) Changes() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.changes
-}
-
-// SetEnabled takes a node out of (or back into) the choice for new calls,
-// from the control plane. It reports whether the node exists.
-func (c *Client) SetEnabled(name string, on bool) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, s := range c.sets {
-		for _, n := range s.nodes {
-			if n.Name == name {
-				if on {
-					n.disabled, n.down = time.Time{}, false
-				} else {
-					n.disabled = time.Now().Add(100 * 365 * 24 * time.Hour)
-				}
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func (c *Client) setIDs() []int {
-	ids := make([]int, 0, len(c.sets))
-	for id := range c.sets {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
-}
-
-// background pings disabled nodes back into service and polls calls for
-// rtpengine's own media timeouts.
-func (c *Client) background() {
-	probe := time.NewTicker(c.cfg.ProbeEvery)
-	defer probe.Stop()
-	poll := time.NewTicker(c.cfg.PollEvery)
-	defer poll.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-probe.C:
-			c.probe()
-		case <-poll.C:
-			c.poll()
-		}
-	}
-}
-
-func (c *Client) probe() {
-	c.mu.Lock()
-	var down []*Node
-	for _, s := range c.sets {
-		for _, n := range s.nodes {
-			if n.down {
-				down = append(down, n)
-			}
-		}
-	}
-	c.mu.Unlock()
-	for _, n := range down {
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout*time.Duration(c.cfg.Retries)+time.Second)
-		rep, err := c.ask(ctx, n, map[string]any{"command": "ping"})
-		cancel()
-		if err != nil || rep["result"] != "pong" {
-			continue
-		}
-		c.mu.Lock()
-		n.down = false
-		n.disabled = time.Time{}
-		c.changes++
-		c.mu.Unlock()
-		c.log.Info("rtpengine node back", "node", n.Name, "set", n.Set)
-		if c.cfg.OnNode != nil {
-			c.cfg.OnNode(n.Name, true)
-		}
-	}
-}
-
-// poll asks each call's node about it; a call the node no longer knows
-// ended there (rtpengine's media timeout).
-func (c *Client) poll() {
-	c.mu.Lock()
-	type item struct {
-		key string
-		s   *clientSession
-	}
-	var items []item
-	for k, s := range c.sessions {
-		items = append(items, item{k, s})
-	}
-	c.mu.Unlock()
-	for _, it := range items {
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout*time.Duration(c.cfg.Retries)+time.Second)
-		rep, err := c.ask(ctx, it.s.node, map[string]any{"command": "query", "call-id": it.s.key.CallID, "from-tag": it.s.key.FromTag})
-		cancel()
-		if err != nil {
-			continue // a silent node is the prober's business
-		}
-		if reason, _ := rep["error-reason"].(string); rep["result"] == "error" && strings.Contains(strings.ToLower(reason), "unknown call") {
-			c.mu.Lock()
-			if c.sessions[it.key] == it.s {
-				delete(c.sessions, it.key)
-				delete(c.bound, it.key)
-			}
-			c.mu.Unlock()
-			c.log.Info("rtpengine no longer has the call: media timeout", "call_id", it.s.key.CallID, "node", it.s.node.Name)
-			it.s.end(relay.ErrMediaTimeout)
-		}
-	}
 }
 
 // clientSession is a call on an rtpengine node.

@@ -92,7 +92,7 @@ func TestClientWeightsAndFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if calls := c.Nodes(); calls[0].Calls != 5 || calls[1].Calls != 0 {
+	if calls := c.Nodes(); calls[0].Sessions != 5 || calls[1].Sessions != 0 {
 		t.Errorf("weight 1 vs 0: %+v", calls)
 	}
 	cancels[0]() // node 0 goes silent
@@ -108,7 +108,7 @@ func TestClientWeightsAndFailover(t *testing.T) {
 	default:
 		t.Error("no node-down notification")
 	}
-	if calls := c.Nodes(); calls[1].Calls != 1 || calls[0].Enabled {
+	if calls := c.Nodes(); calls[1].Sessions != 1 || calls[0].Enabled {
 		t.Errorf("after failover: %+v", calls)
 	}
 }

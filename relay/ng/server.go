@@ -241,6 +241,9 @@ func flags(d map[string]any) (relay.LegFlags, []string, error) {
 	if err != nil {
 		return f, nil, err
 	}
+	if err := f.Supported(); err != nil {
+		return f, nil, err
+	}
 	for _, r := range list(d, "replace") {
 		switch strings.ReplaceAll(strings.ToLower(r), " ", "-") {
 		case "origin":

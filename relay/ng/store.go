@@ -7,19 +7,38 @@ import (
 	"slices"
 )
 
-// Nodes can also come from the shared SQLite file, like the rtpengine
-// modules' database table: one row per node, reloaded on demand.
-const nodesSchema = `
+// The NG client's tables in the shared SQLite file, created here only:
+//   - relay_nodes: nodes can come from the database, like the rtpengine
+//     modules' table: one row per node, reloaded on demand;
+//   - rtpengine_calls: which node holds each call, so that a restarted
+//     sipanchor sends a call's re-offers and its delete to that node.
+const schema = `
 CREATE TABLE IF NOT EXISTS relay_nodes (
 	set_id INTEGER NOT NULL,
 	socket TEXT    NOT NULL, -- "udp:HOST:PORT[=WEIGHT]"
 	PRIMARY KEY (set_id, socket)
+);
+CREATE TABLE IF NOT EXISTS rtpengine_calls (
+	call_id  TEXT    NOT NULL,
+	from_tag TEXT    NOT NULL,
+	set_id   INTEGER NOT NULL,
+	node     TEXT    NOT NULL, -- the node's name, "udp:HOST:PORT"
+	PRIMARY KEY (call_id, from_tag)
 )`
 
-// LoadSets reads the relay_nodes table (creating it if needed).
+// InitStore creates the NG client's tables if needed; running it again
+// changes nothing.
+func InitStore(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("rtpengine tables: %w", err)
+	}
+	return nil
+}
+
+// LoadSets reads the relay_nodes table (creating the tables if needed).
 func LoadSets(ctx context.Context, db *sql.DB) ([]SetConfig, error) {
-	if _, err := db.ExecContext(ctx, nodesSchema); err != nil {
-		return nil, fmt.Errorf("relay_nodes table: %w", err)
+	if err := InitStore(ctx, db); err != nil {
+		return nil, err
 	}
 	rows, err := db.QueryContext(ctx, `SELECT set_id, socket FROM relay_nodes ORDER BY set_id, socket`)
 	if err != nil {
@@ -46,6 +65,47 @@ func LoadSets(ctx context.Context, db *sql.DB) ([]SetConfig, error) {
 	out := make([]SetConfig, 0, len(ids))
 	for _, id := range ids {
 		out = append(out, *byID[id])
+	}
+	return out, rows.Err()
+}
+
+// SQLBindings keeps the client's call bindings in the rtpengine_calls table.
+type SQLBindings struct{ db *sql.DB }
+
+var _ BindingStore = (*SQLBindings)(nil)
+
+// NewSQLBindings creates the tables if needed.
+func NewSQLBindings(ctx context.Context, db *sql.DB) (*SQLBindings, error) {
+	if err := InitStore(ctx, db); err != nil {
+		return nil, err
+	}
+	return &SQLBindings{db: db}, nil
+}
+
+func (s *SQLBindings) Save(ctx context.Context, b Binding) error {
+	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO rtpengine_calls (call_id, from_tag, set_id, node) VALUES (?, ?, ?, ?)`,
+		b.CallID, b.FromTag, b.Set, b.Node)
+	return err
+}
+
+func (s *SQLBindings) Remove(ctx context.Context, callID, fromTag string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM rtpengine_calls WHERE call_id = ? AND from_tag = ?`, callID, fromTag)
+	return err
+}
+
+func (s *SQLBindings) Load(ctx context.Context) ([]Binding, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT call_id, from_tag, set_id, node FROM rtpengine_calls`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Binding
+	for rows.Next() {
+		var b Binding
+		if err := rows.Scan(&b.CallID, &b.FromTag, &b.Set, &b.Node); err != nil {
+			return nil, err
+		}
+		out = append(out, b)
 	}
 	return out, rows.Err()
 }

@@ -17,8 +17,7 @@ import (
 	"time"
 
 	"sipanchor/dialog"
-	"sipanchor/media"
-	"sipanchor/relay/ng"
+	"sipanchor/relay"
 	"sipanchor/sip"
 )
 
@@ -28,15 +27,33 @@ type Deps struct {
 	Token   string // bearer token; "" = none required
 	Proxy   *sip.Proxy
 	Dialogs *dialog.Manager
-	Relay   *media.Relay
+	Relay   RelayEngine // the engine in use
 	Events  *Events
 	Log     *slog.Logger
-	// Engine is "builtin" or "rtpengine"; RTPEngine is set for the latter.
-	Engine    string
-	RTPEngine *ng.Client
-	// ReloadRelays re-reads the relay_nodes table (rtpengine engine).
+	// ReloadRelays re-reads the relay node table; nil when the engine has
+	// none.
 	ReloadRelays func() (int, error)
 }
+
+// RelayEngine is what the control plane reads of the relay engine in use
+// and changes in it; relay.Builtin and ng.Client implement it.
+type RelayEngine interface {
+	Name() string // "builtin", "rtpengine"
+	Nodes() []relay.NodeInfo
+	// SetEnabled disables a node for new calls (calls on it stay) or
+	// enables it again; relay.ErrUnknownNode when there is no such node.
+	SetEnabled(node string, on bool) error
+	// Placement is where a call's media is; false when nowhere.
+	Placement(k relay.SessionKey) (relay.Placement, bool)
+}
+
+// Counters only some engines keep (type-asserted): the builtin engine
+// owns ports and sees packets, rtpengine nodes fail and come back.
+type (
+	portCounter    interface{ PortPairs() (used, total int) }
+	trafficCounter interface{ Traffic() relay.Traffic }
+	changeCounter  interface{ Changes() uint64 }
+)
 
 // Handler is the whole HTTP surface.
 func Handler(d Deps) http.Handler {
@@ -66,21 +83,25 @@ type api struct {
 	start time.Time
 }
 
-// The builtin engine is one node in one set.
-const (
-	engineName = "builtin"
-	setName    = "default"
-	nodeName   = "local"
-)
-
 func (a *api) health(w http.ResponseWriter, r *http.Request) {
-	used, total := a.Relay.PortPairs()
-	writeJSON(w, http.StatusOK, map[string]any{
+	nodes := a.Relay.Nodes()
+	h := map[string]any{
 		"status": "ok", "live": true, "ready": true, "version": a.Version, "uptime_s": int(time.Since(a.start).Seconds()),
-		"listen": a.Proxy.Addrs(), "dialogs": a.Dialogs.Count(), "relay_sessions": a.Relay.Count(),
-		"port_pairs_used": used, "port_pairs_total": total,
-		"goroutines": runtime.NumGoroutine(), "open_files": openFiles(),
-	})
+		"listen": a.Proxy.Addrs(), "dialogs": a.Dialogs.Count(), "engine": a.Relay.Name(), "relay_sessions": sessionsOn(nodes),
+		"relay_nodes": a.nodeViews(nodes), "goroutines": runtime.NumGoroutine(), "open_files": openFiles(),
+	}
+	if pc, ok := a.Relay.(portCounter); ok {
+		h["port_pairs_used"], h["port_pairs_total"] = pc.PortPairs()
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+func sessionsOn(nodes []relay.NodeInfo) int {
+	n := 0
+	for _, x := range nodes {
+		n += x.Sessions
+	}
+	return n
 }
 
 func (a *api) teardown(w http.ResponseWriter, r *http.Request) {
@@ -128,61 +149,44 @@ func (a *api) unregister(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"aor": aor, "removed": n})
 }
 
-func (a *api) relays(w http.ResponseWriter, r *http.Request) {
-	if a.RTPEngine != nil {
-		out := []map[string]any{}
-		for _, n := range a.RTPEngine.Nodes() {
-			out = append(out, map[string]any{"node": n.Node, "engine": "rtpengine", "set": n.Set, "weight": n.Weight,
-				"enabled": n.Enabled, "sessions": n.Calls})
+// nodeViews is the JSON of relay nodes, with port pairs for an engine
+// that owns ports (the builtin engine is one node).
+func (a *api) nodeViews(nodes []relay.NodeInfo) []map[string]any {
+	out := []map[string]any{}
+	for _, n := range nodes {
+		v := map[string]any{"node": n.Name, "engine": a.Relay.Name(), "set": n.Set, "weight": n.Weight, "enabled": n.Enabled,
+			"admin_disabled": n.AdminDisabled, "down": n.Down, "sessions": n.Sessions}
+		if pc, ok := a.Relay.(portCounter); ok {
+			v["port_pairs_used"], v["port_pairs_total"] = pc.PortPairs()
 		}
-		writeJSON(w, http.StatusOK, out)
-		return
+		out = append(out, v)
 	}
-	used, total := a.Relay.PortPairs()
-	writeJSON(w, http.StatusOK, []map[string]any{{
-		"node": nodeName, "engine": engineName, "set": setName, "enabled": !a.Dialogs.Disabled(),
-		"sessions": a.Relay.Count(), "port_pairs_used": used, "port_pairs_total": total, "weight": 1,
-	}})
+	return out
+}
+
+func (a *api) relays(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.nodeViews(a.Relay.Nodes()))
 }
 
 func (a *api) relayAction(w http.ResponseWriter, r *http.Request) {
-	if a.RTPEngine != nil {
-		on := r.PathValue("action") == "enable"
-		if !on && r.PathValue("action") != "disable" {
-			fail(w, http.StatusNotFound, "no such action "+r.PathValue("action")+" (enable or disable)")
-			return
-		}
-		if !a.RTPEngine.SetEnabled(r.PathValue("node"), on) {
-			fail(w, http.StatusNotFound, "no relay node "+r.PathValue("node"))
-			return
-		}
-		a.Log.Info("relay node "+r.PathValue("action")+"d by API", "node", r.PathValue("node"))
-		a.Events.Publish(Event{Type: "relay.node", Node: r.PathValue("node"), Enabled: on, Time: time.Now()})
-		a.relays(w, r)
+	node, action := r.PathValue("node"), r.PathValue("action")
+	if action != "enable" && action != "disable" {
+		fail(w, http.StatusNotFound, "no such action "+action+" (enable or disable)")
 		return
 	}
-	if r.PathValue("node") != nodeName {
-		fail(w, http.StatusNotFound, "no relay node "+r.PathValue("node")+" (the builtin engine is one node: "+nodeName+")")
+	if err := a.Relay.SetEnabled(node, action == "enable"); err != nil {
+		fail(w, http.StatusNotFound, err.Error())
 		return
 	}
-	switch r.PathValue("action") {
-	case "enable":
-		a.Dialogs.SetDisabled(false)
-	case "disable":
-		a.Dialogs.SetDisabled(true)
-	default:
-		fail(w, http.StatusNotFound, "no such action "+r.PathValue("action")+" (enable or disable)")
-		return
-	}
-	a.Log.Info("relay node "+r.PathValue("action")+"d by API", "node", nodeName)
-	a.Events.Publish(Event{Type: "relay.node", Node: nodeName, Enabled: !a.Dialogs.Disabled(), Time: time.Now()})
+	a.Log.Info("relay node "+action+"d by API", "node", node)
+	a.Events.Publish(Event{Type: "relay.node", Node: node, Enabled: action == "enable", Time: time.Now()})
 	a.relays(w, r)
 }
 
 func (a *api) reload(w http.ResponseWriter, r *http.Request) {
-	if a.RTPEngine == nil || a.ReloadRelays == nil {
-		// The builtin engine has no node table to reload.
-		writeJSON(w, http.StatusOK, map[string]any{"reloaded": 0, "engine": engineName})
+	if a.ReloadRelays == nil {
+		// An engine without a node table has nothing to reload.
+		writeJSON(w, http.StatusOK, map[string]any{"reloaded": 0, "engine": a.Relay.Name()})
 		return
 	}
 	n, err := a.ReloadRelays()
@@ -190,7 +194,7 @@ func (a *api) reload(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"reloaded": n, "engine": "rtpengine"})
+	writeJSON(w, http.StatusOK, map[string]any{"reloaded": n, "engine": a.Relay.Name()})
 }
 
 // withToken requires "Authorization: Bearer TOKEN" when a token is set.

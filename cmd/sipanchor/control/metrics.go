@@ -47,37 +47,7 @@ func (a *api) metrics(w http.ResponseWriter, r *http.Request) {
 	metric("sipanchor_registrations", "gauge", "Live registrar bindings.")
 	value("sipanchor_registrations", nil, float64(len(a.Proxy.Location().All(time.Now()))))
 
-	used, total := a.Relay.PortPairs()
-	metric("sipanchor_relay_sessions", "gauge", "Relay sessions (one per anchored branch).")
-	value("sipanchor_relay_sessions", nil, float64(a.Relay.Count()))
-	metric("sipanchor_relay_port_pairs", "gauge", "RTP/RTCP port pairs, by state.")
-	value("sipanchor_relay_port_pairs", []string{"state", "used"}, float64(used))
-	value("sipanchor_relay_port_pairs", []string{"state", "free"}, float64(total-used))
-	t := a.Relay.Totals()
-	metric("sipanchor_relay_packets_total", "counter", "RTP and RTCP packets relayed.")
-	value("sipanchor_relay_packets_total", nil, float64(t.Packets))
-	metric("sipanchor_relay_bytes_total", "counter", "RTP and RTCP bytes relayed (UDP payload).")
-	value("sipanchor_relay_bytes_total", nil, float64(t.Bytes))
-	metric("sipanchor_relay_dropped_total", "counter", "Packets not relayed: from a stranger to a latched port, or with no known destination.")
-	value("sipanchor_relay_dropped_total", []string{"reason", "stranger"}, float64(t.Strangers))
-	value("sipanchor_relay_dropped_total", []string{"reason", "no_destination"}, float64(t.Unsent))
-
-	if a.RTPEngine != nil {
-		metric("sipanchor_relay_node_up", "gauge", "rtpengine nodes: 1 when taking new calls, 0 when disabled or not answering.")
-		for _, n := range a.RTPEngine.Nodes() {
-			up := 0.0
-			if n.Enabled {
-				up = 1
-			}
-			value("sipanchor_relay_node_up", []string{"node", n.Node, "set", strconv.Itoa(n.Set)}, up)
-		}
-		metric("sipanchor_relay_node_calls", "gauge", "Calls bound to each rtpengine node.")
-		for _, n := range a.RTPEngine.Nodes() {
-			value("sipanchor_relay_node_calls", []string{"node", n.Node, "set", strconv.Itoa(n.Set)}, float64(n.Calls))
-		}
-		metric("sipanchor_relay_node_changes_total", "counter", "rtpengine node status changes (down, or back).")
-		value("sipanchor_relay_node_changes_total", nil, float64(a.RTPEngine.Changes()))
-	}
+	a.relayMetrics(metric, value)
 
 	m := a.Proxy.Metrics().Snapshot()
 	metric("sipanchor_sip_requests_total", "counter", "SIP requests received, by method.")
@@ -117,4 +87,45 @@ func sorted[V any](m map[string]V) []string {
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+// relayMetrics writes the engine's: sessions and nodes for any engine,
+// ports and packets for one that owns them (builtin), node status
+// changes for one whose nodes fail (rtpengine).
+func (a *api) relayMetrics(metric func(name, typ, help string), value func(name string, labels []string, v float64)) {
+	nodes := a.Relay.Nodes()
+	metric("sipanchor_relay_sessions", "gauge", "Relay sessions of the engine in use: builtin, one per anchored branch; rtpengine, calls on its nodes.")
+	value("sipanchor_relay_sessions", []string{"engine", a.Relay.Name()}, float64(sessionsOn(nodes)))
+	metric("sipanchor_relay_node_up", "gauge", "Relay nodes: 1 when taking new calls, 0 when disabled or not answering.")
+	for _, n := range nodes {
+		up := 0.0
+		if n.Enabled {
+			up = 1
+		}
+		value("sipanchor_relay_node_up", []string{"node", n.Name, "set", n.Set}, up)
+	}
+	metric("sipanchor_relay_node_calls", "gauge", "Relay sessions on each node: an rtpengine node's calls bound to it, the builtin node's media sessions.")
+	for _, n := range nodes {
+		value("sipanchor_relay_node_calls", []string{"node", n.Name, "set", n.Set}, float64(n.Sessions))
+	}
+	if cc, ok := a.Relay.(changeCounter); ok {
+		metric("sipanchor_relay_node_changes_total", "counter", "Relay node status changes (down, or back).")
+		value("sipanchor_relay_node_changes_total", nil, float64(cc.Changes()))
+	}
+	if pc, ok := a.Relay.(portCounter); ok {
+		used, total := pc.PortPairs()
+		metric("sipanchor_relay_port_pairs", "gauge", "Builtin engine: RTP/RTCP port pairs, by state.")
+		value("sipanchor_relay_port_pairs", []string{"state", "used"}, float64(used))
+		value("sipanchor_relay_port_pairs", []string{"state", "free"}, float64(total-used))
+	}
+	if tc, ok := a.Relay.(trafficCounter); ok {
+		t := tc.Traffic()
+		metric("sipanchor_relay_packets_total", "counter", "Builtin engine: RTP and RTCP packets relayed.")
+		value("sipanchor_relay_packets_total", nil, float64(t.Packets))
+		metric("sipanchor_relay_bytes_total", "counter", "Builtin engine: RTP and RTCP bytes relayed (UDP payload).")
+		value("sipanchor_relay_bytes_total", nil, float64(t.Bytes))
+		metric("sipanchor_relay_dropped_total", "counter", "Builtin engine: packets not relayed, from a stranger to a latched port or with no known destination.")
+		value("sipanchor_relay_dropped_total", []string{"reason", "stranger"}, float64(t.Strangers))
+		value("sipanchor_relay_dropped_total", []string{"reason", "no_destination"}, float64(t.Unsent))
+	}
 }

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"sipanchor/dialog"
-	"sipanchor/media"
+	"sipanchor/relay"
 )
 
 // Session is one anchored call as the API shows it.
@@ -22,7 +22,7 @@ type Session struct {
 	Answered  time.Time           `json:"answered,omitzero"`
 	Caller    Leg                 `json:"caller"`
 	Callee    Leg                 `json:"callee"`
-	Streams   []media.StreamStats `json:"streams"`
+	Streams   []relay.StreamStats `json:"streams"`
 	Diagnosis []string            `json:"diagnosis,omitempty"`
 }
 
@@ -33,13 +33,11 @@ type Leg struct {
 	Flags string `json:"flags"`
 }
 
-// sessionsOf builds the API view of the engaged dialogs matching filters.
+// sessionsOf builds the API view of the engaged dialogs matching filters
+// (engine, set, node, callid): a call matches where it is relayed.
 func (a *api) sessionsOf(ctx context.Context, f map[string]string) []Session {
 	out := []Session{}
-	if f["engine"] != "" && f["engine"] != a.engine() {
-		return out
-	}
-	if a.RTPEngine == nil && ((f["set"] != "" && f["set"] != setName) || (f["node"] != "" && f["node"] != nodeName)) {
+	if f["engine"] != "" && f["engine"] != a.Relay.Name() {
 		return out
 	}
 	for _, d := range a.Dialogs.All() {
@@ -47,17 +45,24 @@ func (a *api) sessionsOf(ctx context.Context, f map[string]string) []Session {
 		if !info.Engaged || (f["callid"] != "" && f["callid"] != info.CallID) {
 			continue
 		}
+		if f["set"] != "" || f["node"] != "" {
+			pl, ok := a.Relay.Placement(info.Key)
+			if !ok || (f["set"] != "" && f["set"] != pl.Set) || (f["node"] != "" && f["node"] != pl.Node) {
+				continue
+			}
+		}
 		out = append(out, a.view(ctx, info, false))
 	}
 	return out
 }
 
 func (a *api) view(ctx context.Context, info dialog.Info, diagnose bool) Session {
-	s := Session{CallID: info.CallID, State: info.State, Engine: a.engine(), Set: setName, Node: nodeName,
+	pl, _ := a.Relay.Placement(info.Key)
+	s := Session{CallID: info.CallID, State: info.State, Engine: a.Relay.Name(), Set: pl.Set, Node: pl.Node,
 		AgeS: int(time.Since(info.Created).Seconds()), Created: info.Created, Answered: info.Answered,
 		Caller:  Leg{URI: info.Caller.URI, Tag: info.Caller.Tag, Flags: fmt.Sprintf("%+v", info.Flags[0])},
 		Callee:  Leg{URI: info.Callee.URI, Tag: info.Callee.Tag, Flags: fmt.Sprintf("%+v", info.Flags[1])},
-		Streams: []media.StreamStats{}}
+		Streams: []relay.StreamStats{}}
 	if info.Branch != "" {
 		if st, err := a.Dialogs.Engine().Query(ctx, info.Key); err == nil {
 			s.Streams = st.Streams
@@ -88,16 +93,9 @@ func (a *api) session(w http.ResponseWriter, r *http.Request) {
 	fail(w, http.StatusNotFound, "no anchored call with call-id "+r.PathValue("callid"))
 }
 
-func (a *api) engine() string {
-	if a.Engine != "" {
-		return a.Engine
-	}
-	return engineName
-}
-
 // diagnosis says in plain words how media flows each way, aiming at the
 // most common question: why is the audio one-way?
-func diagnosis(info dialog.Info, streams []media.StreamStats, now time.Time) []string {
+func diagnosis(info dialog.Info, streams []relay.StreamStats, now time.Time) []string {
 	var out []string
 	since := info.Answered
 	what := "answered"
@@ -111,12 +109,14 @@ func diagnosis(info dialog.Info, streams []media.StreamStats, now time.Time) []s
 		}
 		for _, dir := range []struct {
 			from, to string
-			src, dst media.EndpointStats
+			src, dst relay.EndpointStats
 		}{{"caller", "callee", st.Caller, st.Callee}, {"callee", "caller", st.Callee, st.Caller}} {
 			src := dir.src
 			switch {
 			case src.PacketsIn == 0:
 				out = append(out, fmt.Sprintf("%s%s has sent no media since the call was %s %s ago", prefix, dir.from, what, dur(now.Sub(since))))
+			case src.LastPacket.IsZero():
+				out = append(out, fmt.Sprintf("%s%s has sent %d packets (no packet time reported by the relay)", prefix, dir.from, src.PacketsIn))
 			case now.Sub(src.LastPacket) > 3*time.Second:
 				out = append(out, fmt.Sprintf("%s%s has sent nothing for %s", prefix, dir.from, dur(now.Sub(src.LastPacket))))
 			default:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 
 	"sipanchor/dialog"
 	"sipanchor/relay"
@@ -24,7 +25,7 @@ type updateRequest struct {
 }
 
 // parseUpdate reads and checks an update body; an empty body is {}.
-func parseUpdate(r *http.Request) (*updateRequest, *[2]relay.LegFlags, error) {
+func (a *api) parseUpdate(r *http.Request) (*updateRequest, *[2]relay.LegFlags, error) {
 	var u updateRequest
 	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 	if err != nil {
@@ -37,10 +38,8 @@ func parseUpdate(r *http.Request) (*updateRequest, *[2]relay.LegFlags, error) {
 			return nil, nil, errors.New("bad JSON: " + err.Error())
 		}
 	}
-	for _, x := range []struct{ got, want, what string }{{u.Engine, engineName, "engine"}, {u.Set, setName, "set"}, {u.Node, nodeName, "node"}} {
-		if x.got != "" && x.got != x.want {
-			return nil, nil, errors.New("unknown " + x.what + " " + x.got + " (only " + x.want + " is configured)")
-		}
+	if err := a.checkTarget(&u); err != nil {
+		return nil, nil, err
 	}
 	if u.CallerFlags == nil && u.CalleeFlags == nil {
 		return &u, nil, nil
@@ -52,6 +51,9 @@ func parseUpdate(r *http.Request) (*updateRequest, *[2]relay.LegFlags, error) {
 			s = *f
 		}
 		lf, err := relay.ParseFlags(s)
+		if err == nil {
+			err = lf.Supported()
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -75,12 +77,16 @@ func moveStatus(err error) int {
 
 // update is POST /api/v1/sessions/{callid}/update (rtp_relay_update_callid).
 func (a *api) update(w http.ResponseWriter, r *http.Request) {
-	_, flags, err := parseUpdate(r)
+	u, flags, err := a.parseUpdate(r)
 	if err != nil {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	id := r.PathValue("callid")
+	if err := a.staysPut(u, id); err != nil {
+		fail(w, http.StatusConflict, err.Error())
+		return
+	}
 	if err := a.Proxy.Move(r.Context(), id, flags); err != nil {
 		fail(w, moveStatus(err), err.Error())
 		return
@@ -95,7 +101,7 @@ func (a *api) update(w http.ResponseWriter, r *http.Request) {
 // updateAll is POST /api/v1/sessions/update (rtp_relay_update): every
 // anchored call matching the filter is moved, one after another.
 func (a *api) updateAll(w http.ResponseWriter, r *http.Request) {
-	u, flags, err := parseUpdate(r)
+	u, flags, err := a.parseUpdate(r)
 	if err != nil {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
@@ -114,10 +120,46 @@ func (a *api) updateAll(w http.ResponseWriter, r *http.Request) {
 	out := []result{}
 	for _, s := range a.sessionsOf(r.Context(), u.Filter) {
 		res := result{CallID: s.CallID, Moved: true}
-		if err := a.Proxy.Move(r.Context(), s.CallID, flags); err != nil {
+		if err := a.staysPut(u, s.CallID); err != nil {
+			res.Moved, res.Error = false, err.Error()
+		} else if err := a.Proxy.Move(r.Context(), s.CallID, flags); err != nil {
 			res.Moved, res.Error = false, err.Error()
 		}
 		out = append(out, res)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// checkTarget: an engine, set or node named in an update body must exist.
+func (a *api) checkTarget(u *updateRequest) error {
+	if u.Engine != "" && u.Engine != a.Relay.Name() {
+		return errors.New("unknown engine " + u.Engine + " (the engine in use is " + a.Relay.Name() + ")")
+	}
+	if u.Set == "" && u.Node == "" {
+		return nil
+	}
+	var names []string
+	for _, n := range a.Relay.Nodes() {
+		if (u.Set == "" || u.Set == n.Set) && (u.Node == "" || u.Node == n.Name) {
+			return nil
+		}
+		names = append(names, "set "+n.Set+" node "+n.Name)
+	}
+	return errors.New("unknown set/node " + strings.TrimSpace(u.Set+" "+u.Node) + " (configured: " + strings.Join(names, ", ") + ")")
+}
+
+// staysPut: a move re-anchors a call on the node that holds it (a call
+// stays on its node for its whole life); a body asking for another set or
+// node is refused rather than ignored.
+func (a *api) staysPut(u *updateRequest, callID string) error {
+	if u.Set == "" && u.Node == "" {
+		return nil
+	}
+	for _, d := range a.Dialogs.ByCallID(callID) {
+		pl, ok := a.Relay.Placement(d.Info().Key)
+		if ok && (u.Set != "" && u.Set != pl.Set || u.Node != "" && u.Node != pl.Node) {
+			return errors.New("call " + callID + " is on set " + pl.Set + " node " + pl.Node + ": moving a call to another node is not supported")
+		}
+	}
+	return nil
 }

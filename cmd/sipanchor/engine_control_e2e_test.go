@@ -16,18 +16,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// waitForEngine polls cond until it holds or timeout passes.
-func waitForEngine(t *testing.T, timeout time.Duration, cond func() bool, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", timeout, msg)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // apiCall sends one API request and decodes its JSON reply into out.
 func (p *proxy) apiCall(method, path, body string, out any) int {
 	p.t.Helper()
@@ -172,10 +160,10 @@ func TestRtpengineControlPlane(t *testing.T) {
 		aRTP.sendTo(toAlice, 'd')
 	}
 	var one engineSession
-	waitForEngine(t, 3*time.Second, func() bool {
+	eventually(t, 3*time.Second, func() bool {
 		p.apiCall("GET", "/api/v1/sessions/"+c1.callID, "", &one)
 		return strings.Contains(strings.Join(one.Diagnosis, "\n"), "caller")
-	}, "no diagnosis of the caller")
+	}, "%s", "no diagnosis of the caller")
 	if d := strings.Join(one.Diagnosis, "\n"); strings.Contains(d, "2562047h") || one.Node != nodeX {
 		t.Errorf("GET /sessions/%s: node %q, diagnosis:\n%s", c1.callID, one.Node, d)
 	}
@@ -265,7 +253,7 @@ func TestRtpengineAdminDisableOutlivesProber(t *testing.T) {
 		t.Fatalf("disable: %d", code)
 	}
 	_ = syscall.Kill(-x.cmd.Process.Pid, syscall.SIGCONT)
-	waitForEngine(t, 5*time.Second, func() bool { return len(p.logLines("rtpengine node back")) > 0 }, "the prober never found node X answering")
+	eventually(t, 5*time.Second, func() bool { return len(p.logLines("rtpengine node back")) > 0 }, "%s", "the prober never found node X answering")
 
 	var nodes []map[string]any
 	p.apiCall("GET", "/api/v1/relays", "", &nodes)

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -66,14 +65,6 @@ func (d *rtpengineDaemon) calls(t *testing.T) []string {
 	return out
 }
 
-// kill9 ends sipanchor with SIGKILL: nothing is flushed or closed.
-func (p *proxy) kill9() {
-	p.t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-	p.cmd = nil
-}
-
 // savedRows counts the rows of a table for a call in sipanchor's database.
 func (p *proxy) savedRows(table, callID string) int {
 	p.t.Helper()
@@ -115,7 +106,7 @@ func TestRtpengineCallStaysOnItsNodeAcrossRestart(t *testing.T) {
 			if port := mediaOf(t, []byte(atBob)).Port(); !x.owns(port) {
 				t.Fatalf("the call went to port %d, not node X's", port)
 			}
-			waitForEngine(t, 5*time.Second, func() bool { return p.savedRows("dialogs", dc.callID) == 1 }, "dialog not saved")
+			eventually(t, 5*time.Second, func() bool { return p.savedRows("dialogs", dc.callID) == 1 }, "dialog not saved")
 
 			tc.restart(p)
 			cfg, err := os.ReadFile(p.cfgPath)
@@ -145,11 +136,11 @@ func TestRtpengineCallStaysOnItsNodeAcrossRestart(t *testing.T) {
 			alice.request(dc, "BYE")
 			bob.okTo(bob.recv("BYE", isRequest("BYE")))
 			alice.recv("200 to BYE", isResponse(200, "BYE"))
-			waitForEngine(t, 5*time.Second, func() bool { return !x.hasCall(t, dc.callID) }, "node X still has the call after the BYE")
+			eventually(t, 5*time.Second, func() bool { return !x.hasCall(t, dc.callID) }, "node X still has the call after the BYE")
 			if got := y.calls(t); len(got) != 0 {
 				t.Errorf("node Y holds calls %v after the BYE", got)
 			}
-			waitForEngine(t, 5*time.Second, func() bool { return p.savedRows("rtpengine_calls", dc.callID) == 0 }, "the call's node binding is still saved after the BYE")
+			eventually(t, 5*time.Second, func() bool { return p.savedRows("rtpengine_calls", dc.callID) == 0 }, "the call's node binding is still saved after the BYE")
 		})
 	}
 }

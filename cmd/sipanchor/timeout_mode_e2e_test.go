@@ -97,10 +97,10 @@ func TestTimeoutModeAnyCalleeSilent(t *testing.T) {
 	keepSending(t, c.aRTP, c.toAlice, 'm')
 	c.bRTP.recv('m') // the caller's media still reaches the callee
 	c.byesWithin(t, silentFrom, 2500*time.Millisecond, "media timeout: callee silent")
-	waitForTimeoutMode(t, 2*time.Second, func() bool {
+	eventually(t, 2*time.Second, func() bool {
 		return len(p.logLines(`status=200 reason="media timeout: callee silent"`)) == 2 &&
 			len(p.logLines(`msg="dialog ended" call_id=`+c.dc.callID+` reason="media timeout: callee silent"`)) == 1
-	}, "both BYEs answered and the call ended, logged with the silent side")
+	}, "no %s", "both BYEs answered and the call ended, logged with the silent side")
 	resp, err := http.Get(p.api + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -109,18 +109,6 @@ func TestTimeoutModeAnyCalleeSilent(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if !strings.Contains(string(b), "\nsipanchor_media_timeouts_total 1\n") {
 		t.Errorf("the timeout is not counted as a media timeout:\n%s", b)
-	}
-}
-
-// waitForTimeoutMode polls cond until it holds or timeout passes.
-func waitForTimeoutMode(t *testing.T, timeout time.Duration, cond func() bool, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: no %s", timeout, msg)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

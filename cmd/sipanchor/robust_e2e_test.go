@@ -128,6 +128,9 @@ func TestConfigMistakes(t *testing.T) {
 		{"empty port range", listen + "[media]\nport_min = 30000\nport_max = 30000\n", ":5: media.port_max: range 30000..30000 is empty"},
 		{"inverted port range", listen + "[media]\nport_min = 40000\nport_max = 30000\n", ":5: media.port_max: range 40000..30000 is inverted"},
 		{"syntax", listen + "[media\nport_min = 1\n", ":3: expected '.' or ']' to end table name"},
+		{"rtpengine key with the builtin engine", listen + "[relay]\nrtpengine_tout = \"2s\"\n", `:4: relay.rtpengine_tout: only applies to engine = "rtpengine"`},
+		{"duplicate relay set", listen + "[relay]\nengine = \"rtpengine\"\n\n[[relay.set]]\nid = 1\nnodes = [\"udp:127.0.0.1:2223\"]\n\n[[relay.set]]\nid = 1\nnodes = [\"udp:127.0.0.1:2224\"]\n", ":11: relay.set.1.id: set 1 is defined twice"},
+		{"unknown timeout mode", listen + "[media]\ntimeout_mode = \"either\"\n", `:4: media.timeout_mode: "either": want all or any`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -71,21 +72,16 @@ func (r *rtpPeer) stream(dst string, mark byte) *atomic.Uint32 {
 // still be in flight).
 func (r *rtpPeer) noneAfter(mark byte, n uint32, d time.Duration) {
 	r.t.Helper()
-	buf := make([]byte, 2048)
-	deadline := time.Now().Add(d)
-	for {
-		_ = r.conn.SetReadDeadline(deadline)
-		k, _, err := r.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return
+	var got uint32
+	late := func(p *rtp.Packet, _ netip.AddrPort) bool {
+		if len(p.Payload) < 5 || p.Payload[0] != mark {
+			return false
 		}
-		var p rtp.Packet
-		if p.Unmarshal(buf[:k]) != nil || len(p.Payload) < 5 || p.Payload[0] != mark {
-			continue
-		}
-		if got := binary.BigEndian.Uint32(p.Payload[1:]); got > n {
-			r.t.Fatalf("early media packet %d relayed after the final response (packets up to %d were sent before it)", got, n)
-		}
+		got = binary.BigEndian.Uint32(p.Payload[1:])
+		return got > n
+	}
+	if _, ok := r.scan(d, late); ok {
+		r.t.Fatalf("early media packet %d relayed after the final response (packets up to %d were sent before it)", got, n)
 	}
 }
 

@@ -49,6 +49,8 @@ func TestLifetimeSurvivesKill9(t *testing.T) {
 	if took := time.Since(before); took < 3*time.Second || took > 5*time.Second {
 		t.Errorf("BYEs %v after the INVITE, want the 3 s lifetime from the answer", took)
 	}
-	eventually(t, 2*time.Second, func() bool { return len(p.logLines(`msg="dialog ended"`)) > 0 && len(p.logLines("dialog lifetime reached")) > 0 },
+	eventually(t, 2*time.Second, func() bool {
+		return len(p.logLines(`msg="dialog ended"`)) > 0 && len(p.logLines("dialog lifetime reached")) > 0
+	},
 		"the call did not end with reason 'dialog lifetime reached'")
 }

@@ -49,39 +49,51 @@ func (r *rtpPeer) sendTo(dst netip.AddrPort, m byte) {
 	}
 }
 
-// recv waits for a packet carrying marker m and returns its source.
-func (r *rtpPeer) recv(m byte) netip.AddrPort {
-	r.t.Helper()
+// scan reads RTP packets for up to d and hands each to fn with its source
+// until fn returns true; it reports the source of that packet, or false
+// when d passed first.
+func (r *rtpPeer) scan(d time.Duration, fn func(p *rtp.Packet, src netip.AddrPort) bool) (netip.AddrPort, bool) {
 	buf := make([]byte, 2048)
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(d)
 	for {
 		_ = r.conn.SetReadDeadline(deadline)
 		n, src, err := r.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			r.t.Fatalf("no RTP with marker %q: %v", m, err)
+			return netip.AddrPort{}, false
 		}
 		var p rtp.Packet
-		if p.Unmarshal(buf[:n]) == nil && len(p.Payload) > 0 && p.Payload[0] == m {
-			return src
+		if p.Unmarshal(buf[:n]) == nil && fn(&p, src) {
+			return src, true
 		}
 	}
+}
+
+// marked matches packets whose payload starts with m.
+func marked(m byte) func(*rtp.Packet, netip.AddrPort) bool {
+	return func(p *rtp.Packet, _ netip.AddrPort) bool { return len(p.Payload) > 0 && p.Payload[0] == m }
+}
+
+// recv waits for a packet carrying marker m and returns its source.
+func (r *rtpPeer) recv(m byte) netip.AddrPort {
+	r.t.Helper()
+	src, ok := r.scan(3*time.Second, marked(m))
+	if !ok {
+		r.t.Fatalf("no RTP with marker %q within 3s", m)
+	}
+	return src
+}
+
+// within reports whether a packet carrying marker m arrives within d.
+func (r *rtpPeer) within(m byte, d time.Duration) bool {
+	_, ok := r.scan(d, marked(m))
+	return ok
 }
 
 // none asserts that no packet with marker m arrives within d.
 func (r *rtpPeer) none(m byte, d time.Duration) {
 	r.t.Helper()
-	buf := make([]byte, 2048)
-	deadline := time.Now().Add(d)
-	for {
-		_ = r.conn.SetReadDeadline(deadline)
-		n, _, err := r.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return
-		}
-		var p rtp.Packet
-		if p.Unmarshal(buf[:n]) == nil && len(p.Payload) > 0 && p.Payload[0] == m {
-			r.t.Fatalf("RTP with marker %q arrived", m)
-		}
+	if r.within(m, d) {
+		r.t.Fatalf("RTP with marker %q arrived", m)
 	}
 }
 

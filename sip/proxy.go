@@ -128,6 +128,9 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		if l.pc != nil {
 			filter.sockets[l.pc.LocalAddr().String()] = l.pc
 		}
+		if l.ln != nil {
+			l.ln = &screenListener{Listener: l.ln, parser: filter.parser, bad: p.badDatagram}
+		}
 	}
 
 	// sipgo logs every parse failure with the whole message at error level;
@@ -313,7 +316,8 @@ func (p *Proxy) isLocalDomain(u sip.Uri) bool {
 func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 	p.metrics.request(string(req.Method))
 	if err := checkRequest(req); err != nil {
-		// Datagrams were checked before; this is TCP.
+		// Datagrams and accepted connections were screened before; this
+		// came over a connection we opened.
 		p.malformed.Add(1)
 		p.reply(req, tx, sip.StatusBadRequest, err.Error())
 		return

@@ -498,7 +498,11 @@ type target struct {
 func (t target) String() string { return t.transport + ":" + t.dst.String() }
 
 // targets decides where a request goes (RFC 3261 §16.5), or the status to
-// answer instead.
+// answer instead. Out of dialog, for a user in a served domain or at one of
+// our own addresses (any domain when none is configured): the location
+// service's bindings, else the first matching [[route]], else
+// default_route, else 404 — so a trunk's call to sip:1234@<our address>
+// reaches the PBX behind a route.
 func (p *Proxy) targets(req *sip.Request) ([]target, int, string) {
 	ruri := req.Recipient
 	if r := req.Route(); r != nil {
@@ -529,9 +533,6 @@ func (p *Proxy) targets(req *sip.Request) ([]target, int, string) {
 			if len(ts) > 0 {
 				return ts, 0, ""
 			}
-		}
-		if p.isLocalDomain(ruri) {
-			return nil, sip.StatusNotFound, "Not Found"
 		}
 	}
 	if dialog && !p.isUs(ruri) {

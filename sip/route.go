@@ -22,7 +22,9 @@ func parseRoute(match, to string) (staticRoute, error) {
 	return staticRoute{match: match, to: u}, nil
 }
 
-// matchKey is what a route's glob is matched against.
+// matchKey is what a route's glob (path.Match) is matched against:
+// "scheme:user@host" of the Request-URI, or "scheme:host" without a user;
+// the host in lower case, no port and no parameters.
 func matchKey(u sip.Uri) string {
 	scheme := u.Scheme
 	if scheme == "" {

@@ -1,6 +1,8 @@
 package sip
 
 import (
+	"errors"
+	"fmt"
 	"path"
 	"strings"
 
@@ -14,10 +16,17 @@ type staticRoute struct {
 	to    sip.Uri
 }
 
+// errNoTLS: a next hop asks for TLS (sips: or transport=tls), which there
+// is no transport for; config.Validate refuses such a config first.
+var errNoTLS = errors.New("sips/TLS needs a tls listener, not supported yet")
+
 func parseRoute(match, to string) (staticRoute, error) {
 	var u sip.Uri
 	if err := sip.ParseUri(to, &u); err != nil {
 		return staticRoute{}, err
+	}
+	if tr, _ := u.UriParams.Get("transport"); u.IsEncrypted() || strings.EqualFold(tr, "tls") {
+		return staticRoute{}, fmt.Errorf("%q: %w", to, errNoTLS)
 	}
 	return staticRoute{match: match, to: u}, nil
 }

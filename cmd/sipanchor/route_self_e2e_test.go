@@ -1,8 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -113,5 +119,37 @@ func TestDefaultRouteForOwnAddress(t *testing.T) {
 	carol.invite(fmt.Sprintf("sip:1234@127.0.0.1:%d", bare.port))
 	if res := carol.recv("final", isFinal("INVITE")).(*sip.Response); res.StatusCode != 404 {
 		t.Errorf("no route, no binding: got %d, want 404", res.StatusCode)
+	}
+}
+
+// TestTLSRouteConfigRefused: a route or default route toward sips: or
+// transport=tls stops the binary at load with FILE:LINE: key: why, instead
+// of sending those requests over UDP.
+func TestTLSRouteConfigRefused(t *testing.T) {
+	dir := t.TempDir()
+	// Should the config be accepted, serve must not touch anything outside
+	// the test: its own store, API port and SIP port.
+	listen := fmt.Sprintf("[store]\npath = %q\n\n[api]\nlisten = \"127.0.0.1:%d\"\n\n[sip]\nlisten = [\"udp:127.0.0.1:%d\"]\n",
+		filepath.Join(dir, "sipanchor.db"), freePort(t), freePort(t))
+	for name, tc := range map[string]struct{ toml, want string }{
+		"sips route":  {listen + "\n[[route]]\nmatch = \"sip:*@carrier.test\"\nto = \"sips:127.0.0.8:5061\"\n", `:12: route.0.to: "sips:127.0.0.8:5061": sips/TLS needs a tls listener, not supported yet`},
+		"tls default": {listen + "default_route = \"sip:127.0.0.8;transport=tls\"\n", `:9: sip.default_route: "sip:127.0.0.8;transport=tls": sips/TLS needs a tls listener, not supported yet`},
+	} {
+		path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".toml")
+		if err := os.WriteFile(path, []byte(tc.toml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"config", "check", "-c", path}, {"serve", "-c", path}} {
+			// A config wrongly accepted would make serve run: bound it.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			out, err := exec.CommandContext(ctx, binPath, args...).CombinedOutput()
+			cancel()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
+				t.Errorf("%s %s: exit %v, want non-zero", name, args[0], err)
+			}
+			if !strings.Contains(string(out), path+tc.want) {
+				t.Errorf("%s %s: output %q\nwant %q", name, args[0], out, path+tc.want)
+			}
+		}
 	}
 }

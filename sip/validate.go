@@ -360,6 +360,10 @@ type screenConn struct {
 	out   []byte // screened bytes for sipgo
 	err   error  // returned once out is drained
 	chunk []byte
+
+	// The message at the start of in: its size once its headers are in,
+	// and how far they were searched for their end before that.
+	size, scanned int
 }
 
 func (c *screenConn) Read(b []byte) (int, error) {
@@ -404,34 +408,18 @@ func (c *screenConn) frame() bool {
 		c.consume(n)
 		return true
 	}
-	limit := c.l.parser.MaxMessageLength
-	if i := bytes.IndexByte(c.in, '\n'); i >= 0 && !looksSIP(string(bytes.TrimSuffix(c.in[:i], []byte("\r")))) {
-		c.close("Not SIP", nil)
-		return true
-	}
-	end := bytes.Index(c.in, []byte("\r\n\r\n"))
-	if end < 0 {
-		if len(c.in) > limit {
-			c.close("Message Too Large", scanMessage(c.in).response(sip.StatusMessageTooLarge, "Message Too Large"))
-			return true
+	if c.size == 0 {
+		if !c.sized() {
+			return false // more bytes needed
 		}
+		if c.size == 0 {
+			return true // refused, the stream has ended
+		}
+	}
+	if len(c.in) < c.size {
 		return false
 	}
-	end += 4
-	head := scanMessage(c.in[:end])
-	cl, reason := head.contentLength()
-	if reason != "" {
-		c.close(reason, head.response(sip.StatusBadRequest, reason))
-		return true
-	}
-	if end+cl > limit {
-		c.close("Message Too Large", head.response(sip.StatusMessageTooLarge, "Message Too Large"))
-		return true
-	}
-	if len(c.in) < end+cl {
-		return false
-	}
-	msg := c.in[:end+cl]
+	msg := c.in[:c.size]
 	if r := screen(c.l.parser, msg, true); r != nil {
 		c.l.bad(r.reason, c.RemoteAddr())
 		if r.reply != nil {
@@ -440,12 +428,59 @@ func (c *screenConn) frame() bool {
 	} else {
 		c.out = append(c.out[:0], msg...)
 	}
-	c.consume(end + cl)
+	c.consume(c.size)
+	return true
+}
+
+// sized finds the size of the message at the start of in from its start
+// line and headers, remembering how far it looked so that a peer sending a
+// byte at a time costs no rescans. It reports false when it needs more
+// bytes; true when the size is known, or when it cannot be known and the
+// message was refused and the stream ended (size stays 0).
+func (c *screenConn) sized() bool {
+	limit := c.l.parser.MaxMessageLength
+	if c.scanned == 0 {
+		i := bytes.IndexByte(c.in, '\n')
+		if i < 0 {
+			if len(c.in) > limit {
+				c.close("Message Too Large", nil)
+				return true
+			}
+			return false
+		}
+		if !looksSIP(string(bytes.TrimSuffix(c.in[:i], []byte("\r")))) {
+			c.close("Not SIP", nil)
+			return true
+		}
+		c.scanned = i
+	}
+	end := bytes.Index(c.in[c.scanned:], []byte("\r\n\r\n"))
+	if end < 0 {
+		c.scanned = max(c.scanned, len(c.in)-3)
+		if len(c.in) > limit {
+			c.close("Message Too Large", scanMessage(c.in).response(sip.StatusMessageTooLarge, "Message Too Large"))
+			return true
+		}
+		return false
+	}
+	end += c.scanned + 4
+	head := scanMessage(c.in[:end])
+	cl, reason := head.contentLength()
+	switch {
+	case reason != "":
+		c.close(reason, head.response(sip.StatusBadRequest, reason))
+		return true
+	case end+cl > limit:
+		c.close("Message Too Large", head.response(sip.StatusMessageTooLarge, "Message Too Large"))
+		return true
+	}
+	c.size = end + cl
 	return true
 }
 
 func (c *screenConn) consume(n int) {
 	c.in = append(c.in[:0], c.in[n:]...)
+	c.size, c.scanned = 0, 0
 }
 
 // close refuses what is buffered, sends reply if any, and ends the stream:
@@ -455,7 +490,7 @@ func (c *screenConn) close(reason string, reply []byte) {
 	if reply != nil {
 		_, _ = c.Conn.Write(reply)
 	}
-	c.in = nil
+	c.in, c.size, c.scanned = nil, 0, 0
 	c.err = io.EOF
 }
 

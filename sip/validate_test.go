@@ -179,6 +179,8 @@ func TestScreenConn(t *testing.T) {
 		{"disagreeing Content-Lengths close", req("OPTIONS sip:b@example.test SIP/2.0", tVia, tFrom, tTo, tCID, "CSeq: 1 OPTIONS", tCL0, "l: 4") + "abcd", "", []string{"Bad Content-Length"}, []string{"SIP/2.0 400 Bad Content-Length"}},
 		{"not SIP closes at once", "GET / HTTP/1.1\r\nHost: x\r\n", "", []string{"Not SIP"}, nil},
 		{"too large", good[:len(good)-2] + "X-Big: " + strings.Repeat("a", 70000) + "\r\n\r\n", "", []string{"Message Too Large"}, []string{"SIP/2.0 513 Message Too Large"}},
+		{"cut short in the headers", good + good[:40], good, nil, nil},
+		{"cut short in the body", good + withBody[:len(withBody)-2], good, nil, nil},
 		{"unanswerable bad message skipped", strings.Replace(badCSeq, tVia+"\r\n", "", 1) + good, good, []string{"Bad CSeq"}, nil},
 	}
 	for _, tc := range tests {

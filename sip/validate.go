@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -355,11 +356,10 @@ func (l *screenListener) Accept() (net.Conn, error) {
 // screenConn is one accepted connection; only sipgo's reader calls Read.
 type screenConn struct {
 	net.Conn
-	l     *screenListener
-	in    []byte // read from the peer, not yet framed
-	out   []byte // screened bytes for sipgo
-	err   error  // returned once out is drained
-	chunk []byte
+	l   *screenListener
+	in  []byte // read from the peer, not yet framed
+	out []byte // screened bytes for sipgo
+	err error  // returned once out is drained
 
 	// The message at the start of in: its size once its headers are in,
 	// and how far they were searched for their end before that.
@@ -374,11 +374,11 @@ func (c *screenConn) Read(b []byte) (int, error) {
 		if c.err != nil {
 			return 0, c.err
 		}
-		if c.chunk == nil {
-			c.chunk = make([]byte, 64*1024)
-		}
-		n, err := c.Conn.Read(c.chunk)
-		c.in = append(c.in, c.chunk[:n]...)
+		// Read straight into in, grown as a message needs: an idle
+		// connection keeps a few KiB, not another 64 KiB buffer.
+		c.in = slices.Grow(c.in, 4096)
+		n, err := c.Conn.Read(c.in[len(c.in):cap(c.in)])
+		c.in = c.in[:len(c.in)+n]
 		if err != nil {
 			c.err = err
 		}

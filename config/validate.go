@@ -26,6 +26,9 @@ func (l Listener) String() string { return l.Transport + ":" + l.Addr.String() }
 // Transports sipanchor can listen on.
 var transports = []string{"udp", "tcp"}
 
+// noTLS is why a next hop asking for TLS is refused.
+const noTLS = "sips/TLS needs a tls listener, not supported yet"
+
 // ParseListener parses "TRANSPORT:HOST:PORT" (HOST an IP literal, IPv6 in
 // brackets; PORT defaults to 5060).
 func ParseListener(s string) (Listener, error) {
@@ -51,11 +54,15 @@ func ParseListener(s string) (Listener, error) {
 }
 
 // CheckSIPURI reports whether s is a SIP URI usable as a next hop:
-// sip:[user@]host[:port][;params], transport=udp|tcp if given.
+// sip:[user@]host[:port][;params], transport=udp|tcp if given. A sips: URI
+// or transport=tls is refused: there is no TLS transport to send it over.
 func CheckSIPURI(s string) error {
 	scheme, rest, ok := strings.Cut(s, ":")
 	if !ok || (scheme != "sip" && scheme != "sips") {
 		return fmt.Errorf("%q: not a SIP URI (want e.g. \"sip:10.0.0.1:5060;transport=udp\")", s)
+	}
+	if scheme == "sips" {
+		return fmt.Errorf("%q: %s", s, noTLS)
 	}
 	hostport, params, _ := strings.Cut(rest, ";")
 	if i := strings.LastIndex(hostport, "@"); i >= 0 {
@@ -76,6 +83,9 @@ func CheckSIPURI(s string) error {
 	}
 	for _, p := range strings.Split(params, ";") {
 		k, v, _ := strings.Cut(p, "=")
+		if strings.EqualFold(k, "transport") && strings.EqualFold(v, "tls") {
+			return fmt.Errorf("%q: %s", s, noTLS)
+		}
 		if strings.EqualFold(k, "transport") && !slices.Contains(transports, strings.ToLower(v)) {
 			return fmt.Errorf("%q: unknown transport %q (want one of %s)", s, v, strings.Join(transports, ", "))
 		}

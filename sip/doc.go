@@ -7,5 +7,5 @@
 // transactions, and fills the gaps a proxy needs on top of them: in-dialog
 // requests toward a UA behind NAT go to the address its packets came from,
 // requests to a TCP client reuse the connection it opened, and malformed
-// datagrams are answered 400 or dropped without disturbing anything else.
+// messages are answered 400 or dropped without disturbing anything else.
 package sip

@@ -129,6 +129,9 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		if l.pc != nil {
 			filter.sockets[l.pc.LocalAddr().String()] = l.pc
 		}
+		if l.ln != nil {
+			l.ln = &screenListener{Listener: l.ln, parser: filter.parser, bad: p.badDatagram}
+		}
 	}
 
 	// sipgo logs every parse failure with the whole message at error level;
@@ -320,7 +323,8 @@ func (p *Proxy) isLocalDomain(u sip.Uri) bool {
 func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 	p.metrics.request(string(req.Method))
 	if err := checkRequest(req); err != nil {
-		// Datagrams were checked before; this is TCP.
+		// Datagrams and accepted connections were screened before; this
+		// came over a connection we opened.
 		p.malformed.Add(1)
 		p.reply(req, tx, sip.StatusBadRequest, err.Error())
 		return
@@ -512,7 +516,11 @@ type target struct {
 func (t target) String() string { return t.transport + ":" + t.dst.String() }
 
 // targets decides where a request goes (RFC 3261 §16.5), or the status to
-// answer instead.
+// answer instead. Out of dialog, for a user in a served domain or at one of
+// our own addresses (any domain when none is configured): the location
+// service's bindings, else the first matching [[route]], else
+// default_route, else 404 — so a trunk's call to sip:1234@<our address>
+// reaches the PBX behind a route.
 func (p *Proxy) targets(req *sip.Request) ([]target, int, string) {
 	ruri := req.Recipient
 	if r := req.Route(); r != nil {
@@ -543,9 +551,6 @@ func (p *Proxy) targets(req *sip.Request) ([]target, int, string) {
 			if len(ts) > 0 {
 				return ts, 0, ""
 			}
-		}
-		if p.isLocalDomain(ruri) {
-			return nil, sip.StatusNotFound, "Not Found"
 		}
 	}
 	if dialog && !p.isUs(ruri) {

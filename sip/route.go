@@ -1,6 +1,8 @@
 package sip
 
 import (
+	"errors"
+	"fmt"
 	"path"
 	"strings"
 
@@ -14,15 +16,24 @@ type staticRoute struct {
 	to    sip.Uri
 }
 
+// errNoTLS: a next hop asks for TLS (sips: or transport=tls), which there
+// is no transport for; config.Validate refuses such a config first.
+var errNoTLS = errors.New("sips/TLS needs a tls listener, not supported yet")
+
 func parseRoute(match, to string) (staticRoute, error) {
 	var u sip.Uri
 	if err := sip.ParseUri(to, &u); err != nil {
 		return staticRoute{}, err
 	}
+	if tr, _ := u.UriParams.Get("transport"); u.IsEncrypted() || strings.EqualFold(tr, "tls") {
+		return staticRoute{}, fmt.Errorf("%q: %w", to, errNoTLS)
+	}
 	return staticRoute{match: match, to: u}, nil
 }
 
-// matchKey is what a route's glob is matched against.
+// matchKey is what a route's glob (path.Match) is matched against:
+// "scheme:user@host" of the Request-URI, or "scheme:host" without a user;
+// the host in lower case, no port and no parameters.
 func matchKey(u sip.Uri) string {
 	scheme := u.Scheme
 	if scheme == "" {

@@ -364,18 +364,6 @@ func malformedTotal(t *testing.T, p *proxy) float64 {
 	return 0
 }
 
-// waitForValidate polls cond until it holds or timeout passes.
-func waitForValidate(t *testing.T, timeout time.Duration, cond func() bool, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out: %s", msg)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // optionsToProxy is a well-formed OPTIONS to the proxy itself, answered 200.
 func optionsToProxy(p *proxy) string {
 	return fmt.Sprintf(`OPTIONS sip:127.0.0.1:%d SIP/2.0
@@ -457,7 +445,7 @@ Content-Length: 0
 			r := newRawPeer(t, tr, p)
 			before := malformedTotal(t, p)
 			r.send(r.fill(noVia, "nv", "novia-"+tr))
-			waitForValidate(t, 3*time.Second, func() bool { return malformedTotal(t, p) > before }, "bad message counted")
+			eventually(t, 3*time.Second, func() bool { return malformedTotal(t, p) > before }, "bad message counted")
 			r.send(r.fill(optionsToProxy(p), "nvok", "novia-ok-"+tr))
 			res, err := r.next(3 * time.Second)
 			if err != nil || !strings.HasPrefix(statusLine(res), "SIP/2.0 200") || !strings.Contains(res, "novia-ok-"+tr) {

@@ -1,0 +1,121 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Where a request goes (RFC 3261 §16.5): its Route, a Contact alias, the
+// location service, static routes, the default route.
+
+// target is one place a request is forwarded to.
+type target struct {
+	ruri      sip.Uri
+	dst       netip.AddrPort
+	transport string // "udp" or "tcp"
+	prefer    string // listener key to send from, when it fits
+	reuseOnly bool   // TCP: only over an existing connection (a NAT'd client)
+}
+
+func (t target) String() string { return t.transport + ":" + t.dst.String() }
+
+// targets decides where a request goes (RFC 3261 §16.5), or the status to
+// answer instead. Out of dialog, for a user in a served domain or at one of
+// our own addresses (any domain when none is configured): the location
+// service's bindings, else the first matching [[route]], else
+// default_route, else 404 — so a trunk's call to sip:1234@<our address>
+// reaches the PBX behind a route.
+func (p *Proxy) targets(req *sip.Request) ([]target, int, string) {
+	ruri := req.Recipient
+	if r := req.Route(); r != nil {
+		t, err := uriTarget(ruri, r.Address)
+		if err != nil {
+			return nil, sip.StatusServiceUnavailable, "Unresolvable Route"
+		}
+		return []target{t}, 0, ""
+	}
+	if t, ok, err := aliasTarget(ruri); ok {
+		if err != nil {
+			return nil, sip.StatusBadRequest, "Bad Alias"
+		}
+		return []target{t}, 0, ""
+	}
+	dialog := inDialog(req)
+	if !dialog && ruri.User != "" && (len(p.domains) == 0 || p.isLocalDomain(ruri)) {
+		if bs := p.loc.Lookup(aorOf(ruri), time.Now()); len(bs) > 0 {
+			var ts []target
+			for _, b := range bs {
+				t, err := bindingTarget(b)
+				if err != nil {
+					p.log.Warn("unusable binding", "aor", b.AOR, "contact", b.Contact, "err", err)
+					continue
+				}
+				ts = append(ts, t)
+			}
+			if len(ts) > 0 {
+				return ts, 0, ""
+			}
+		}
+	}
+	if dialog && !p.isUs(ruri) {
+		t, err := uriTarget(ruri, ruri)
+		if err != nil {
+			return nil, sip.StatusServiceUnavailable, "Unresolvable Request-URI"
+		}
+		return []target{t}, 0, ""
+	}
+	if sr, ok := p.matchRoute(ruri); ok {
+		return []target{sr.target(ruri)}, 0, ""
+	}
+	if p.defRoute != nil {
+		return []target{p.defRoute.target(ruri)}, 0, ""
+	}
+	return nil, sip.StatusNotFound, "Not Found"
+}
+
+// uriTarget sends a request with Request-URI ruri toward next (the top
+// Route, or ruri itself), resolving a host name if needed.
+func uriTarget(ruri, next sip.Uri) (target, error) {
+	tr := "udp"
+	if v, ok := next.UriParams.Get("transport"); ok && v != "" {
+		tr = strings.ToLower(v)
+	}
+	port := next.Port
+	if port == 0 {
+		port = 5060
+	}
+	host := strings.Trim(next.Host, "[]")
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		ips, lerr := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if lerr != nil || len(ips) == 0 {
+			return target{}, fmt.Errorf("resolve %s: %w", host, lerr)
+		}
+		a = ips[0]
+	}
+	return target{ruri: ruri, dst: netip.AddrPortFrom(a.Unmap(), uint16(port)), transport: tr}, nil
+}
+
+// bindingTarget reaches a registered contact at the address its REGISTER
+// came from, through the listener it came to; a TCP client only over its
+// own connection.
+func bindingTarget(b Binding) (target, error) {
+	var u sip.Uri
+	if err := sip.ParseUri(b.Contact, &u); err != nil {
+		return target{}, err
+	}
+	if !b.Received.IsValid() {
+		return target{}, errors.New("binding has no source address")
+	}
+	return target{ruri: u, dst: b.Received, transport: b.Transport, prefer: b.Local, reuseOnly: b.Transport == "tcp" && b.NAT}, nil
+}
+

@@ -118,4 +118,3 @@ func bindingTarget(b Binding) (target, error) {
 	}
 	return target{ruri: u, dst: b.Received, transport: b.Transport, prefer: b.Local, reuseOnly: b.Transport == "tcp" && b.NAT}, nil
 }
-

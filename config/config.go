@@ -9,6 +9,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
@@ -30,6 +31,7 @@ type Config struct {
 	Registrar Registrar `toml:"registrar"`
 	NAT       NAT       `toml:"nat"`
 	Routes    []Route   `toml:"route"`
+	Peers     []Peer    `toml:"peer"`
 	Relay     Relay     `toml:"relay"`
 	NG        NG        `toml:"ng"`
 	Media     Media     `toml:"media"`
@@ -50,6 +52,18 @@ func (c *Config) KeyError(key string, err error) error {
 	return Errors{{File: c.file, Line: c.lines.find(toml.Key(strings.Split(key, "."))), Key: key, Msg: err.Error()}}
 }
 
+// Peer is one [[peer]]: a trusted neighbour (trunk, PBX) recognised by the
+// networks its requests come from. Its requests are not challenged and may
+// go anywhere the routes lead; everyone else's may leave the local domains
+// only as an authenticated local user.
+type Peer struct {
+	Name     string   `toml:"name"`
+	Networks []string `toml:"networks"`
+
+	// Prefixes is Networks parsed; filled by Validate.
+	Prefixes []netip.Prefix `toml:"-"`
+}
+
 // SIP is the [sip] table.
 type SIP struct {
 	Listen       []string `toml:"listen"`
@@ -61,11 +75,12 @@ type SIP struct {
 
 // Registrar is the [registrar] table.
 type Registrar struct {
-	MinExpires     int    `toml:"min_expires"`
-	MaxExpires     int    `toml:"max_expires"`
-	DefaultExpires int    `toml:"default_expires"`
-	Auth           bool   `toml:"auth"`
-	Realm          string `toml:"realm"`
+	MinExpires     int      `toml:"min_expires"`
+	MaxExpires     int      `toml:"max_expires"`
+	DefaultExpires int      `toml:"default_expires"`
+	Auth           bool     `toml:"auth"`
+	Realm          string   `toml:"realm"`
+	AuthAlgorithms []string `toml:"auth_algorithms"`
 }
 
 // NAT is the [nat] table.

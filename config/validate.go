@@ -193,6 +193,15 @@ func (c *Config) validate(lines positions, file string) error {
 		bad("registrar.default_expires", "must be at least 1 (seconds), got %d", r.DefaultExpires)
 	}
 
+	if len(r.AuthAlgorithms) == 0 {
+		bad("registrar.auth_algorithms", "at least one algorithm is needed (SHA-256, MD5)")
+	}
+	for _, a := range r.AuthAlgorithms {
+		if a != "SHA-256" && a != "MD5" {
+			bad("registrar.auth_algorithms", "%q: want SHA-256 or MD5", a)
+		}
+	}
+
 	if c.NAT.KeepaliveInterval.Duration < 0 {
 		bad("nat.keepalive_interval", "must not be negative")
 	}
@@ -211,6 +220,31 @@ func (c *Config) validate(lines positions, file string) error {
 			bad(key+".to", "is required")
 		} else if err := CheckSIPURI(rt.To); err != nil {
 			bad(key+".to", "%v", err)
+		}
+	}
+
+	names := map[string]bool{}
+	for i := range c.Peers {
+		pe := &c.Peers[i]
+		key := "peer." + strconv.Itoa(i)
+		switch {
+		case pe.Name == "":
+			bad(key+".name", "is required")
+		case names[pe.Name]:
+			bad(key+".name", "peer %q is defined twice", pe.Name)
+		}
+		names[pe.Name] = true
+		if len(pe.Networks) == 0 {
+			bad(key+".networks", "at least one network is needed")
+		}
+		pe.Prefixes = pe.Prefixes[:0]
+		for _, n := range pe.Networks {
+			pfx, err := ParseNetwork(n)
+			if err != nil {
+				bad(key+".networks", "%v", err)
+				continue
+			}
+			pe.Prefixes = append(pe.Prefixes, pfx)
 		}
 	}
 
@@ -358,4 +392,18 @@ func (c *Config) validate(lines positions, file string) error {
 	}
 	slices.SortStableFunc(errs, func(a, b Error) int { return a.Line - b.Line })
 	return errs
+}
+
+// ParseNetwork reads a CIDR network ("198.51.100.0/24") or a lone address
+// (a /32 or /128).
+func ParseNetwork(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a network (CIDR) or an address", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
+	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -108,18 +110,23 @@ func hexHash(h func() hash.Hash, s string) string {
 
 type authenticator struct {
 	db     *sql.DB
-	realm  string // fixed realm; "" = the domain
-	secret []byte // signs nonces
+	realm  string   // fixed realm; "" = the domain
+	algs   []string // offered and accepted, e.g. SHA-256, MD5
+	secret []byte   // signs nonces
+	counts *nonceCounts
 	log    *slog.Logger
 	now    func() time.Time
 }
 
-func newAuthenticator(db *sql.DB, realm string, log *slog.Logger) (*authenticator, error) {
+func newAuthenticator(db *sql.DB, realm string, algs []string, log *slog.Logger) (*authenticator, error) {
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
 	}
-	return &authenticator{db: db, realm: realm, secret: secret, log: log, now: time.Now}, nil
+	if len(algs) == 0 {
+		algs = []string{"SHA-256", "MD5"}
+	}
+	return &authenticator{db: db, realm: realm, algs: algs, secret: secret, counts: newNonceCounts(), log: log, now: time.Now}, nil
 }
 
 func (a *authenticator) realmFor(domain string) string {
@@ -129,32 +136,52 @@ func (a *authenticator) realmFor(domain string) string {
 	return domain
 }
 
-// nonce is "<unix seconds hex>.<hmac>": checkable without server state.
-func (a *authenticator) nonce(t time.Time) string {
-	ts := strconv.FormatInt(t.Unix(), 16)
-	return ts + "." + a.sign(ts)
+// nonce is "<unix seconds hex>.<random hex>.<hmac>", the HMAC over the
+// time, the random part and the client's source address: checkable without
+// server state, unique (its nonce count starts afresh), and useless from
+// another address.
+func (a *authenticator) nonce(t time.Time, src string) string {
+	ts := strconv.FormatInt(t.Unix(), 16) + "." + randHex(6)
+	return ts + "." + a.sign(ts, src)
 }
 
-func (a *authenticator) sign(ts string) string {
+func (a *authenticator) sign(ts, src string) string {
 	m := hmac.New(sha256.New, a.secret)
-	m.Write([]byte(ts))
+	m.Write([]byte(ts + "|" + src))
 	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
-// nonceState: 0 valid, 1 stale (ours but old), -1 not ours.
-func (a *authenticator) nonceState(n string) int {
-	ts, sig, ok := strings.Cut(n, ".")
-	if !ok || !hmac.Equal([]byte(sig), []byte(a.sign(ts))) {
-		return -1
+// nonceState: 0 valid, 1 stale (ours but old), -1 not ours (or not for
+// this source); issued is when it was made.
+func (a *authenticator) nonceState(n, src string) (state int, issued time.Time) {
+	i := strings.LastIndexByte(n, '.')
+	if i < 0 {
+		return -1, issued
 	}
-	sec, err := strconv.ParseInt(ts, 16, 64)
+	ts, sig := n[:i], n[i+1:]
+	if !hmac.Equal([]byte(sig), []byte(a.sign(ts, src))) {
+		return -1, issued
+	}
+	secs, _, _ := strings.Cut(ts, ".")
+	sec, err := strconv.ParseInt(secs, 16, 64)
 	if err != nil {
-		return -1
+		return -1, issued
 	}
-	if a.now().Sub(time.Unix(sec, 0)) > nonceLife {
-		return 1
+	issued = time.Unix(sec, 0)
+	if a.now().Sub(issued) > nonceLife {
+		return 1, issued
 	}
-	return 0
+	return 0, issued
+}
+
+// sourceIP is the address a nonce is bound to: the request's source IP
+// (not the port: a NAT may change it between challenge and answer).
+func sourceIP(req *sip.Request) string {
+	h, _, err := net.SplitHostPort(req.Source())
+	if err != nil {
+		return req.Source()
+	}
+	return h
 }
 
 // check authenticates req for user@domain. It returns nil when the
@@ -167,12 +194,14 @@ func (a *authenticator) check(ctx context.Context, req *sip.Request, user, domai
 		hdr, status, reason, challengeHdr = "Proxy-Authorization", sip.StatusProxyAuthRequired, "Proxy Authentication Required", "Proxy-Authenticate"
 	}
 	stale := false
+	src := sourceIP(req)
 	for _, h := range req.GetHeaders(hdr) {
 		cred, err := parseDigest(h.Value())
 		if err != nil || cred["realm"] != realm {
 			continue
 		}
-		switch a.nonceState(cred["nonce"]) {
+		state, issued := a.nonceState(cred["nonce"], src)
+		switch state {
 		case -1:
 			continue
 		case 1:
@@ -183,14 +212,18 @@ func (a *authenticator) check(ctx context.Context, req *sip.Request, user, domai
 			return sip.NewResponseFromRequest(req, sip.StatusForbidden, "Username Does Not Match", nil)
 		}
 		if a.verify(ctx, req, cred, user, domain) {
-			return nil
+			if a.counts.accept(cred["nonce"], cred["nc"], issued, a.now()) {
+				return nil
+			}
+			a.log.Warn("replayed digest credentials refused", "user", user, "domain", domain, "call_id", string(*req.CallID()), "peer", req.Source())
+			break // challenge again, with a fresh nonce
 		}
 		a.log.Info("authentication failed", "user", user, "domain", domain, "call_id", string(*req.CallID()), "peer", req.Source())
 		return sip.NewResponseFromRequest(req, sip.StatusForbidden, "Bad Credentials", nil)
 	}
 	res := sip.NewResponseFromRequest(req, status, reason, nil)
-	n := a.nonce(a.now())
-	for _, alg := range []string{"SHA-256", "MD5"} {
+	n := a.nonce(a.now(), src)
+	for _, alg := range a.algs {
 		v := fmt.Sprintf(`Digest realm="%s", nonce="%s", qop="auth", algorithm=%s`, realm, n, alg)
 		if stale {
 			v += ", stale=true"
@@ -202,12 +235,17 @@ func (a *authenticator) check(ctx context.Context, req *sip.Request, user, domai
 
 func (a *authenticator) verify(ctx context.Context, req *sip.Request, cred map[string]string, user, domain string) bool {
 	h, col := md5.New, "ha1_md5"
-	switch strings.ToUpper(cred["algorithm"]) {
+	alg := strings.ToUpper(cred["algorithm"])
+	switch alg {
 	case "", "MD5":
+		alg = "MD5"
 	case "SHA-256":
 		h, col = sha256.New, "ha1_sha256"
 	default:
 		return false
+	}
+	if !slices.Contains(a.algs, alg) {
+		return false // e.g. MD5 when only SHA-256 is allowed
 	}
 	var stored string
 	err := a.db.QueryRowContext(ctx, `SELECT `+col+` FROM users WHERE username = ? AND domain = ? AND realm = ?`, user, domain, cred["realm"]).Scan(&stored)

@@ -430,6 +430,10 @@ func (p *Proxy) forwardStateless(req *sip.Request) {
 		p.log.Debug("ACK not forwarded", "call_id", callID(req), "status", status)
 		return
 	}
+	if p.peerOf(req) == "" && p.leaves(req, ts) {
+		p.log.Debug("ACK not forwarded: relaying denied", "call_id", callID(req), "peer", req.Source())
+		return
+	}
 	t := ts[0]
 	out, err := p.outbound(t.transport, t.dst, t.prefer)
 	if err != nil {

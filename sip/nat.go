@@ -91,6 +91,9 @@ func (p *Proxy) sweep(ctx context.Context) {
 			return
 		case now := <-tick.C:
 			p.flows.expire(now)
+			if p.auth != nil {
+				p.auth.counts.prune(now)
+			}
 			gone, err := p.loc.Expire(ctx, now)
 			if err != nil && ctx.Err() == nil {
 				p.log.Error("expiring bindings failed", "err", err)

@@ -47,6 +47,7 @@ type Proxy struct {
 	self      map[string]bool // "host:port" that address this proxy
 	domains   map[string]bool
 	routes    []staticRoute
+	peers     []config.Peer // trusted neighbours, by source network
 	defRoute  *staticRoute
 
 	loc     *Location
@@ -74,6 +75,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 	for _, d := range cfg.SIP.Domains {
 		p.domains[d] = true
 	}
+	p.peers = cfg.Peers
 	for i, r := range cfg.Routes {
 		sr, err := parseRoute(r.Match, r.To)
 		if err != nil {
@@ -99,7 +101,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		if err := InitUsers(ctx, o.DB); err != nil {
 			return nil, fmt.Errorf("users table: %w", err)
 		}
-		a, err := newAuthenticator(o.DB, cfg.Registrar.Realm, o.Log)
+		a, err := newAuthenticator(o.DB, cfg.Registrar.Realm, cfg.Registrar.AuthAlgorithms, o.Log)
 		if err != nil {
 			return nil, err
 		}
@@ -368,15 +370,23 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	if p.auth != nil && p.mustAuthenticate(req) {
+	peer := p.peerOf(req)
+	authed := false
+	if p.auth != nil && peer == "" && p.mustAuthenticate(req) {
 		if res := p.auth.check(context.Background(), req, req.From().Address.User, strings.ToLower(req.From().Address.Host), true); res != nil {
 			p.respond(req, tx, res)
 			return
 		}
+		authed = true
 	}
 	targets, status, reason := p.targets(req)
 	if status != 0 {
 		p.reply(req, tx, status, reason)
+		return
+	}
+	if peer == "" && !authed && p.leaves(req, targets) {
+		p.log.Info("relaying denied", "method", string(req.Method), "call_id", callID(req), "peer", req.Source(), "ruri", req.Recipient.String(), "from", req.From().Address.String())
+		p.reply(req, tx, sip.StatusForbidden, "Relaying Denied")
 		return
 	}
 	if cw.cancelled() {

@@ -22,6 +22,7 @@ type target struct {
 	transport string // "udp" or "tcp"
 	prefer    string // listener key to send from, when it fits
 	reuseOnly bool   // TCP: only over an existing connection (a NAT'd client)
+	local     bool   // a registered binding of a local user: the request stays in our domains
 }
 
 func (t target) String() string { return t.transport + ":" + t.dst.String() }
@@ -116,5 +117,5 @@ func bindingTarget(b Binding) (target, error) {
 	if !b.Received.IsValid() {
 		return target{}, errors.New("binding has no source address")
 	}
-	return target{ruri: u, dst: b.Received, transport: b.Transport, prefer: b.Local, reuseOnly: b.Transport == "tcp" && b.NAT}, nil
+	return target{ruri: u, dst: b.Received, transport: b.Transport, prefer: b.Local, reuseOnly: b.Transport == "tcp" && b.NAT, local: true}, nil
 }

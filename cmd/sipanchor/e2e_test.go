@@ -121,7 +121,7 @@ CSeq: 1 OPTIONS
 func TestLoopDetected(t *testing.T) {
 	port := freePort(t)
 	// A static route that points back at sipanchor itself.
-	p := startProxyOnPort(t, port, fmt.Sprintf("[[route]]\nmatch = \"sip:*@loop.test\"\nto = \"sip:127.0.0.1:%d\"\n", port))
+	p := startProxyOnPort(t, port, fmt.Sprintf("[[route]]\nmatch = \"sip:*@loop.test\"\nto = \"sip:127.0.0.1:%d\"\n", port)+officePeer)
 	alice := newUA(t, "alice", "127.0.0.2", p, "")
 	alice.send(`OPTIONS sip:x@loop.test SIP/2.0
 ` + alice.via("loop") + `

@@ -65,7 +65,7 @@ to = "sip:127.0.0.5:%[1]d;transport=udp"
 [[route]]
 match = "sip:5*@example.test"
 to = "sip:127.0.0.5:%[1]d;transport=udp"
-`, pbxPort))
+`, pbxPort)+officePeer)
 	pbx := newUAOn(t, "pbx", fmt.Sprintf("127.0.0.5:%d", pbxPort), p)
 	alice := newUA(t, "alice", "127.0.0.2", p, "")
 	self := fmt.Sprintf("sip:1234@127.0.0.1:%d", p.port)
@@ -108,7 +108,7 @@ to = "sip:127.0.0.5:%[1]d;transport=udp"
 // when there is neither a route nor a binding.
 func TestDefaultRouteForOwnAddress(t *testing.T) {
 	pbxPort := freePort(t)
-	p := startProxySIP(t, fmt.Sprintf("default_route = \"sip:127.0.0.5:%d\"", pbxPort), "")
+	p := startProxySIP(t, fmt.Sprintf("default_route = \"sip:127.0.0.5:%d\"", pbxPort), officePeer)
 	pbx := newUAOn(t, "pbx", fmt.Sprintf("127.0.0.5:%d", pbxPort), p)
 	alice := newUA(t, "alice", "127.0.0.2", p, "")
 	callThrough(t, alice, pbx, fmt.Sprintf("sip:1234@127.0.0.1:%d", p.port))

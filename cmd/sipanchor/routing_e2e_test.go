@@ -67,7 +67,7 @@ func TestAllBranchesFailBestResponseWins(t *testing.T) {
 
 func TestStaticRouteToUpstream(t *testing.T) {
 	carrierPort := freePort(t)
-	p := startProxy(t, fmt.Sprintf("[[route]]\nmatch = \"sip:*@carrier.test\"\nto = \"sip:127.0.0.8:%d;transport=udp\"\n", carrierPort))
+	p := startProxy(t, fmt.Sprintf("[[route]]\nmatch = \"sip:*@carrier.test\"\nto = \"sip:127.0.0.8:%d;transport=udp\"\n", carrierPort)+officePeer)
 	carrier := newUAOn(t, "carrier", fmt.Sprintf("127.0.0.8:%d", carrierPort), p)
 	alice := newUA(t, "alice", "127.0.0.2", p, "192.168.1.60")
 	dc := alice.invite("sip:+15551234@carrier.test")

@@ -305,7 +305,7 @@ nodes = ["udp:127.0.0.1:%d"]
 [[relay.set]]
 id = 0
 nodes = ["udp:127.0.0.1:%d"]
-`, carrierPort, b.ngPort, a.ngPort))
+`, carrierPort, b.ngPort, a.ngPort)+officePeer)
 	alice := newUA(t, "alice", "127.0.0.2", p, "")
 	bob := newUA(t, "bob", "127.0.0.3", p, "")
 	carrier := newUAOn(t, "carrier", fmt.Sprintf("127.0.0.8:%d", carrierPort), p)

@@ -129,6 +129,9 @@ func diagnosis(info dialog.Info, streams []relay.StreamStats, now time.Time) []s
 			if src.Strangers > 0 {
 				out = append(out, fmt.Sprintf("%spackets from a stranger to %s's port dropped: %d", prefix, dir.from, src.Strangers))
 			}
+			if src.Unexpected > 0 {
+				out = append(out, fmt.Sprintf("%spackets to %s's port from an IP it is not expected to send from dropped: %d", prefix, dir.from, src.Unexpected))
+			}
 			if src.Unsent > 0 {
 				out = append(out, fmt.Sprintf("%s%d packets from %s had nowhere to go: %s's address was not known yet", prefix, src.Unsent, dir.from, dir.to))
 			}

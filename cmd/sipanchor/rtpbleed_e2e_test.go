@@ -108,7 +108,7 @@ func TestRTPBleedAttackerGetsNothing(t *testing.T) {
 		t.Errorf("caller's side latched on %s, want alice's RTP socket", caller)
 	}
 	diag := fmt.Sprint(p.session(c.dc.callID).Diagnosis)
-	if !regexp.MustCompile(`packets to caller's port from an IP it is not expected to send from dropped: 10\b`).MatchString(diag) {
+	if !regexp.MustCompile(`packets from a stranger to caller's port dropped: 10 \(10 from an IP caller is not expected to send from\)`).MatchString(diag) {
 		t.Errorf("diagnosis does not show the attacker's packets: %s", diag)
 	}
 }

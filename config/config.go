@@ -137,6 +137,9 @@ type Media struct {
 	// TimeoutMode is "all" (the call ends when every side is silent) or
 	// "any" (when one side that should send is silent).
 	TimeoutMode string `toml:"timeout_mode"`
+	// Latch is "strict" (media latches only from where the side is
+	// expected to send from), "learn" (from the first packet) or "off".
+	Latch string `toml:"latch"`
 }
 
 // Store is the [store] table.

@@ -25,6 +25,9 @@ func TestDefaultsAreValid(t *testing.T) {
 	if c.Media.TimeoutMode != "all" {
 		t.Errorf("media.timeout_mode = %q, want \"all\" (today's rule: the call ends when every side is silent)", c.Media.TimeoutMode)
 	}
+	if c.Media.Latch != "strict" {
+		t.Errorf("media.latch = %q, want \"strict\" (no RTP Bleed by default)", c.Media.Latch)
+	}
 	if c.Store.Path != "sipanchor.db" || c.API.Listen != "127.0.0.1:8080" {
 		t.Errorf("store/api = %q %q", c.Store.Path, c.API.Listen)
 	}
@@ -84,6 +87,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad ng listen", "[ng]\nlisten = \"localhost\"\n", "c.toml:2: ng.listen:"},
 		{"bad ng allow", "[ng]\nallow = [\"10.0.0.0/33\"]\n", "c.toml:2: ng.allow:"},
 		{"bad timeout mode", "[media]\nport_min = 30000\ntimeout_mode = \"either\"\n", "c.toml:3: media.timeout_mode: \"either\": want all or any"},
+		{"bad latch", "[media]\nport_min = 30000\nlatch = \"symmetric\"\n", "c.toml:3: media.latch: \"symmetric\": want strict, learn or off"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -344,6 +344,9 @@ func (c *Config) validate(lines positions, file string) error {
 	if !slices.Contains([]string{"all", "any"}, c.Media.TimeoutMode) {
 		bad("media.timeout_mode", "%q: want all or any", c.Media.TimeoutMode)
 	}
+	if !slices.Contains([]string{"strict", "learn", "off"}, c.Media.Latch) {
+		bad("media.latch", "%q: want strict, learn or off", c.Media.Latch)
+	}
 
 	if c.Store.Path == "" {
 		bad("store.path", "is required")

@@ -35,10 +35,16 @@ type endpoint struct {
 	// changed this side's address).
 	relatch   atomic.Bool
 	symmetric atomic.Bool
+	// expect lists the IPs this side may latch from (strict mode; nil or
+	// empty = unknown); learnUntil (unix nanos) ends the window after its
+	// latest offer or answer in which it may move to another of them.
+	expect     atomic.Pointer[[]netip.Addr]
+	learnUntil atomic.Int64
 
 	pktsIn, bytesIn   atomic.Uint64
 	pktsOut, bytesOut atomic.Uint64
 	strangers         atomic.Uint64 // packets from a source other than the latched one
+	unexpected        atomic.Uint64 // packets from an IP the side is not expected to send from
 	unsent            atomic.Uint64 // packets with nowhere to go yet
 	lastIn            atomic.Int64  // unix nanos of the last accepted packet
 	stats             rtpStats
@@ -75,7 +81,6 @@ func (e *endpoint) run() {
 		}
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 		if !e.accept(src) {
-			e.strangers.Add(1)
 			continue
 		}
 		now := time.Now()
@@ -119,10 +124,10 @@ func isRTCP(b []byte) bool {
 	return len(b) >= 2 && b[0]>>6 == 2 && b[1] >= 192 && b[1] <= 223
 }
 
-// accept applies symmetric latching: the first packet (or the first after a
-// new offer/answer moved this side) fixes the source; packets from anywhere
-// else are strangers and dropped, so nobody can steal an established stream.
-// An asymmetric side sends to its SDP address and is accepted from anywhere.
+// accept applies symmetric latching (see LatchMode): it reports whether
+// a packet from src is relayed, latching or re-latching on src when the
+// mode allows, and counts what it drops. An asymmetric side sends to its
+// SDP address and is accepted from anywhere.
 func (e *endpoint) accept(src netip.AddrPort) bool {
 	if !e.symmetric.Load() {
 		return true
@@ -131,22 +136,49 @@ func (e *endpoint) accept(src netip.AddrPort) bool {
 	if p != nil && *p == src {
 		return true
 	}
-	if p == nil || e.relatch.Load() {
-		if e.peer.CompareAndSwap(p, &src) {
-			e.relatch.Store(false)
-			e.sess.latched(e, src, p)
-		}
-		return true
+	if !e.mayLatch(p, src) {
+		return false
 	}
+	if e.peer.CompareAndSwap(p, &src) {
+		e.relatch.Store(false)
+		e.sess.latched(e, src, p)
+	}
+	return true
+}
+
+// mayLatch decides whether src may take the latch from p (nil: none yet),
+// counting the packet as dropped when not.
+func (e *endpoint) mayLatch(p *netip.AddrPort, src netip.AddrPort) bool {
+	list := e.expect.Load()
+	if e.sess.r.cfg.Latch != LatchStrict || list == nil || len(*list) == 0 {
+		// learn, or strict with nothing known of the side's source.
+		if p == nil || e.relatch.Load() {
+			return true
+		}
+		e.strangers.Add(1)
+		return false
+	}
+	switch {
+	case !expects(list, src.Addr()):
+		e.unexpected.Add(1)
+		return false
+	case p == nil, p.Addr() == src.Addr(): // first, or a NAT's new port
+		return true
+	case e.relatch.Load(), time.Now().UnixNano() < e.learnUntil.Load():
+		return true // another expected IP, just after an offer or answer
+	}
+	e.strangers.Add(1)
 	return false
 }
 
 // setHint records where a new SDP says to send to this side (sdp, and the
-// target to use until it latches); when the target moved, the next packet
-// may re-latch.
-func (e *endpoint) setHint(sdp, a netip.AddrPort, symmetric bool) {
+// target to use until it latches) and the IPs it may send from; when the
+// target moved, the next packet may re-latch.
+func (e *endpoint) setHint(sdp, a netip.AddrPort, expect []netip.Addr, symmetric bool) {
 	e.symmetric.Store(symmetric)
 	e.sdp.Store(&sdp)
+	e.expect.Store(&expect)
+	e.learnUntil.Store(time.Now().Add(e.sess.r.cfg.LatchWindow).UnixNano())
 	old := e.hint.Swap(&a)
 	if old != nil && *old != a && a.Addr().IsValid() && !a.Addr().IsUnspecified() {
 		e.relatch.Store(true)
@@ -155,27 +187,35 @@ func (e *endpoint) setHint(sdp, a netip.AddrPort, symmetric bool) {
 
 // EndpointStats is what one relay socket saw of one side.
 type EndpointStats struct {
-	Port       int       `json:"port"`
-	SDPAddr    string    `json:"sdp_addr,omitempty"`  // where this side's SDP says it is
-	Target     string    `json:"target,omitempty"`    // where we send before it latches
-	Latched    string    `json:"latched,omitempty"`   // where its packets really come from
-	PacketsIn  uint64    `json:"packets_in"`          // from this side
-	BytesIn    uint64    `json:"bytes_in"`            //
-	PacketsOut uint64    `json:"packets_out"`         // to this side
-	BytesOut   uint64    `json:"bytes_out"`           //
-	Strangers  uint64    `json:"strangers"`           // dropped: from an unlatched source
-	Unsent     uint64    `json:"unsent"`              // dropped: the other side's address unknown
-	Expected   int64     `json:"expected,omitempty"`  // RTP packets expected (RFC 3550 A.3)
-	Lost       int64     `json:"lost,omitempty"`      // RTP packets lost
-	JitterMS   float64   `json:"jitter_ms,omitempty"` // interarrival jitter (A.8)
-	LastPacket time.Time `json:"last_packet,omitzero"`
+	Port       int    `json:"port"`
+	SDPAddr    string `json:"sdp_addr,omitempty"` // where this side's SDP says it is
+	Target     string `json:"target,omitempty"`   // where we send before it latches
+	Latched    string `json:"latched,omitempty"`  // where its packets really come from
+	PacketsIn  uint64 `json:"packets_in"`         // from this side
+	BytesIn    uint64 `json:"bytes_in"`           //
+	PacketsOut uint64 `json:"packets_out"`        // to this side
+	BytesOut   uint64 `json:"bytes_out"`          //
+	Strangers  uint64 `json:"strangers"`          // dropped: from an unlatched source
+	Unexpected uint64 `json:"unexpected"`         // dropped: from an IP this side is not expected to send from (strict latching)
+	// ExpectedFrom lists the IPs this side may latch from (strict latching).
+	ExpectedFrom []string  `json:"expected_from,omitempty"`
+	Unsent       uint64    `json:"unsent"`              // dropped: the other side's address unknown
+	Expected     int64     `json:"expected,omitempty"`  // RTP packets expected (RFC 3550 A.3)
+	Lost         int64     `json:"lost,omitempty"`      // RTP packets lost
+	JitterMS     float64   `json:"jitter_ms,omitempty"` // interarrival jitter (A.8)
+	LastPacket   time.Time `json:"last_packet,omitzero"`
 }
 
 func (e *endpoint) snapshot() EndpointStats {
 	s := EndpointStats{
 		Port: e.port, PacketsIn: e.pktsIn.Load(), BytesIn: e.bytesIn.Load(),
 		PacketsOut: e.pktsOut.Load(), BytesOut: e.bytesOut.Load(),
-		Strangers: e.strangers.Load(), Unsent: e.unsent.Load(),
+		Strangers: e.strangers.Load(), Unexpected: e.unexpected.Load(), Unsent: e.unsent.Load(),
+	}
+	if l := e.expect.Load(); l != nil {
+		for _, a := range *l {
+			s.ExpectedFrom = append(s.ExpectedFrom, a.String())
+		}
 	}
 	if h := e.hint.Load(); h != nil {
 		s.Target = h.String()

@@ -23,6 +23,12 @@ type Config struct {
 	// TimeoutMode says whose silence SessionTimeout measures; the zero
 	// value is TimeoutAll.
 	TimeoutMode TimeoutMode
+	// Latch says whose packets fix where a side is sent to; the zero value
+	// is LatchStrict. LatchWindow is how long after its offer or answer a
+	// latched side may move to another expected IP; zero =
+	// DefaultLatchWindow.
+	Latch       LatchMode
+	LatchWindow time.Duration
 	Log         *slog.Logger
 }
 
@@ -79,6 +85,12 @@ func NewRelay(cfg Config) (*Relay, error) {
 	}
 	if cfg.TimeoutMode == TimeoutUnknown {
 		cfg.TimeoutMode = TimeoutAll // the rule from before modes existed
+	}
+	if cfg.Latch == LatchUnknown {
+		cfg.Latch = LatchStrict // RTP Bleed: latch only on expected sources
+	}
+	if cfg.LatchWindow == 0 {
+		cfg.LatchWindow = DefaultLatchWindow
 	}
 	r := &Relay{cfg: cfg, pool: newPortPool(cfg.Bind, cfg.PortMin, cfg.PortMax), log: cfg.Log,
 		sessions: map[string]*Session{}, stop: make(chan struct{})}
@@ -224,12 +236,14 @@ func (s *Session) Err() error {
 // Apply records an SDP (offer or answer) sent by side from and returns,
 // for each of its m= lines, the relay RTP port to write into it (the port
 // facing the other side, which will send there), or 0 for a rejected
-// stream. symmetric selects latching for from's side. An offer may add
+// stream. symmetric selects latching for from's side (never with
+// LatchOff). An offer may add
 // streams; an answer may not.
 func (s *Session) Apply(from Side, info *SDPInfo, symmetric, answer bool) ([]int, error) {
 	if from != SideA && from != SideB {
 		return nil, fmt.Errorf("apply: side %v", from)
 	}
+	symmetric = symmetric && s.r.cfg.Latch != LatchOff
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
@@ -277,8 +291,12 @@ func (s *Session) Apply(from Side, info *SDPInfo, symmetric, answer bool) ([]int
 		if si.Target.IsValid() {
 			target = si.Target
 		}
-		mine[0].setHint(netip.AddrPortFrom(si.Addr.Unmap(), uint16(si.Port)), netip.AddrPortFrom(target.Unmap(), uint16(si.Port)), symmetric)
-		mine[1].setHint(netip.AddrPortFrom(si.Addr.Unmap(), uint16(rtcpPort)), netip.AddrPortFrom(target.Unmap(), uint16(rtcpPort)), symmetric)
+		expect := make([]netip.Addr, len(si.Expect))
+		for j, a := range si.Expect {
+			expect[j] = a.Unmap()
+		}
+		mine[0].setHint(netip.AddrPortFrom(si.Addr.Unmap(), uint16(si.Port)), netip.AddrPortFrom(target.Unmap(), uint16(si.Port)), expect, symmetric)
+		mine[1].setHint(netip.AddrPortFrom(si.Addr.Unmap(), uint16(rtcpPort)), netip.AddrPortFrom(target.Unmap(), uint16(rtcpPort)), expect, symmetric)
 		mine[0].mux.Store(si.RTCPMux)
 		mine[1].mux.Store(si.RTCPMux)
 		mine[0].stats.setClockRate(si.ClockRate)
@@ -432,9 +450,9 @@ func (s *Session) Stats() *Stats {
 
 // Totals are counters over the relay's whole life.
 type Totals struct {
-	Packets, Bytes    uint64 // forwarded (counted once, as sent)
-	Strangers, Unsent uint64 // dropped
-	Sessions          uint64 // sessions ended
+	Packets, Bytes                uint64 // forwarded (counted once, as sent)
+	Strangers, Unexpected, Unsent uint64 // dropped
+	Sessions                      uint64 // sessions ended
 }
 
 // Totals adds the live sessions' counters to those of ended ones.
@@ -458,6 +476,7 @@ func (t *Totals) add(st *Stats) {
 			t.Packets += e.PacketsOut
 			t.Bytes += e.BytesOut
 			t.Strangers += e.Strangers
+			t.Unexpected += e.Unexpected
 			t.Unsent += e.Unsent
 		}
 	}

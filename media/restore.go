@@ -33,6 +33,9 @@ type EndpointState struct {
 	Symmetric   bool   `json:"symmetric"`
 	ClockRate   uint32 `json:"clock_rate,omitempty"`
 	RTCPMux     bool   `json:"rtcp_mux,omitempty"`
+	// Expect: the IPs the side may latch from (strict latching); absent in
+	// states saved before it existed, which then learn as before.
+	Expect []string `json:"expect,omitempty"`
 	// NoSend and NoRecv: its latest SDP says it does not send, or is not
 	// to be sent to (hold); absent in states saved before they existed.
 	NoSend bool `json:"no_send,omitempty"`
@@ -71,6 +74,11 @@ func (e *endpoint) state(rtcp *endpoint) EndpointState {
 	}
 	if p := e.peer.Load(); p != nil {
 		es.Latched = p.String()
+	}
+	if l := e.expect.Load(); l != nil {
+		for _, a := range *l {
+			es.Expect = append(es.Expect, a.String())
+		}
 	}
 	if p := rtcp.peer.Load(); p != nil {
 		es.RTCPLatched = p.String()
@@ -111,11 +119,13 @@ func (r *Relay) Restore(id string, st SessionState) (*Session, error) {
 			}
 			eps[i][0] = &endpoint{conn: rtp, port: es.Port, rtp: true, sess: s}
 			eps[i][1] = &endpoint{conn: rtcp, port: es.Port + 1, sess: s}
-			restoreEndpoint(eps[i][0], es.Hint, es.Latched, es.Symmetric, now)
+			symmetric := es.Symmetric && r.cfg.Latch != LatchOff
+			expect := parseAddrs(es.Expect)
+			restoreEndpoint(eps[i][0], es.Hint, es.Latched, expect, symmetric, now)
 			if a, err := netip.ParseAddrPort(es.SDP); err == nil {
 				eps[i][0].sdp.Store(&a)
 			}
-			restoreEndpoint(eps[i][1], es.RTCPHint, es.RTCPLatched, es.Symmetric, now)
+			restoreEndpoint(eps[i][1], es.RTCPHint, es.RTCPLatched, expect, symmetric, now)
 			eps[i][0].stats.d.clockRate = es.ClockRate
 			eps[i][0].mux.Store(es.RTCPMux)
 			eps[i][1].mux.Store(es.RTCPMux)
@@ -140,8 +150,9 @@ func (r *Relay) Restore(id string, st SessionState) (*Session, error) {
 	return s, nil
 }
 
-func restoreEndpoint(e *endpoint, hint, latched string, symmetric bool, now int64) {
+func restoreEndpoint(e *endpoint, hint, latched string, expect []netip.Addr, symmetric bool, now int64) {
 	e.symmetric.Store(symmetric)
+	e.expect.Store(&expect)
 	if a, err := netip.ParseAddrPort(hint); err == nil {
 		e.hint.Store(&a)
 	}
@@ -149,4 +160,15 @@ func restoreEndpoint(e *endpoint, hint, latched string, symmetric bool, now int6
 		e.peer.Store(&a)
 	}
 	e.lastIn.Store(now)
+}
+
+// parseAddrs reads saved IPs, skipping any that do not parse.
+func parseAddrs(list []string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range list {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
 }

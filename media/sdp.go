@@ -33,6 +33,10 @@ type StreamInfo struct {
 	// Target is where to send before the side latches, when the relay's
 	// user knows better than Addr (a UA behind NAT); zero = Addr.
 	Target netip.Addr
+	// Expect lists the IPs the side's media may come from (its SIP source,
+	// a usable SDP address), set by the relay's user: in LatchStrict mode
+	// only they latch. Empty = unknown: the first packet latches.
+	Expect []netip.Addr
 }
 
 // SDPInfo is what the relay needs to know of an SDP.

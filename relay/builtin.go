@@ -85,6 +85,9 @@ func (b *Builtin) apply(r *Request, answer bool) (*Reply, error) {
 			}
 		}
 	}
+	for i := range info.Streams {
+		info.Streams[i].Expect = expectedSources(info.Streams[i].Addr, r.Source.Addr().Unmap(), send)
+	}
 	id := sessionID(r.Key)
 	s, exists := b.relay.Get(id)
 	if !exists {
@@ -141,6 +144,47 @@ func behindNAT(sdp, src netip.Addr) bool {
 }
 
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// expectedSources are the IPs a side's media may come from, for strict
+// latching: where its SIP came from (src, zero when unknown) and its SDP
+// address when that can be where packets come from: public, or of the
+// same kind as src (both private, both loopback...); any SDP address with
+// trust-address, none with SIP-source-address. Empty = unknown.
+func expectedSources(sdp, src netip.Addr, f LegFlags) []netip.Addr {
+	var out []netip.Addr
+	if src.IsValid() {
+		out = append(out, src)
+	}
+	sdp = sdp.Unmap()
+	switch {
+	case f.SIPSource && src.IsValid(),
+		!sdp.IsValid(), sdp.IsUnspecified(), sdp.IsMulticast(), sdp == src:
+	case f.TrustAddress, scope(sdp) == scopePublic, src.IsValid() && scope(sdp) == scope(src):
+		out = append(out, sdp)
+	}
+	return out
+}
+
+// Kinds of address, for telling whether packets from one could come from
+// a host that named the other.
+const (
+	scopePublic = iota
+	scopePrivate
+	scopeLinkLocal
+	scopeLoopback
+)
+
+func scope(a netip.Addr) int {
+	switch {
+	case a.IsLoopback():
+		return scopeLoopback
+	case a.IsLinkLocalUnicast():
+		return scopeLinkLocal
+	case a.IsPrivate() || cgnat.Contains(a):
+		return scopePrivate
+	}
+	return scopePublic
+}
 
 // drop forgets a session and deletes it from the relay.
 func (b *Builtin) drop(k SessionKey, id string) {

@@ -9,14 +9,17 @@ import (
 // LegFlags are one leg's relay flags, as in OpenSIPS's $rtp_relay and
 // $rtp_relay_peer (shared/seeds rtp_relay, rtpengine §flags).
 type LegFlags struct {
-	// Symmetric: learn where to send from the first packets (the default);
-	// asymmetric legs are sent to their SDP address.
+	// Symmetric: learn where to send from the leg's packets, from whom
+	// [media] latch allows (the default); asymmetric legs never latch:
+	// they are sent to their SDP address and accepted from anyone.
 	Symmetric bool
 	// SIPSource: take the address from the SIP message's source, not from
-	// the SDP (rtpengine "SIP-source-address").
+	// the SDP, and expect media only from there (rtpengine
+	// "SIP-source-address").
 	SIPSource bool
 	// TrustAddress: use the SDP address even when it looks like one behind
-	// NAT (rtpengine "trust-address").
+	// NAT, and accept media from it in strict latching (rtpengine
+	// "trust-address").
 	TrustAddress bool
 	// ReplaceOrigin rewrites o= to the relay's address in SDP sent to this leg.
 	ReplaceOrigin bool

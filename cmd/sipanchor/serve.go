@@ -102,10 +102,11 @@ func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dia
 	if cfg.Media.TimeoutMode == "any" { // validated by config: "all" or "any"
 		mode = media.TimeoutAny
 	}
+	latch := map[string]media.LatchMode{"strict": media.LatchStrict, "learn": media.LatchLearn, "off": media.LatchOff}[cfg.Media.Latch] // validated by config
 	rl, err := media.NewRelay(media.Config{
 		PortMin: cfg.Media.PortMin, PortMax: cfg.Media.PortMax, Bind: bind, Advertise: mediaAddress(cfg, bind),
 		SetupTimeout: cfg.Media.SetupTimeout.Duration, SessionTimeout: cfg.Media.SessionTimeout.Duration,
-		TimeoutMode: mode, RingTimeout: 4 * time.Minute, Log: log,
+		TimeoutMode: mode, RingTimeout: 4 * time.Minute, Latch: latch, Log: log,
 	})
 	if err != nil {
 		return nil, nil, nil, nil, err

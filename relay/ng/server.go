@@ -164,6 +164,8 @@ func failure(reason string) map[string]any {
 }
 
 // Handle executes one command dictionary and returns the reply dictionary.
+// src is where the command came from (the proxy); where a UA's media may
+// come from is its received-from, never src.
 func (s *Server) Handle(ctx context.Context, d map[string]any, src netip.AddrPort) map[string]any {
 	cmd, _ := d["command"].(string)
 	s.mu.Lock()
@@ -173,7 +175,7 @@ func (s *Server) Handle(ctx context.Context, d map[string]any, src netip.AddrPor
 	case "ping":
 		return map[string]any{"result": "pong"}
 	case "offer", "answer":
-		return s.offerAnswer(ctx, cmd, d, src)
+		return s.offerAnswer(ctx, cmd, d)
 	case "delete":
 		return s.delete(ctx, d)
 	case "query":
@@ -282,7 +284,7 @@ func flags(d map[string]any) (relay.LegFlags, []string, error) {
 	return f, ignored, nil
 }
 
-func (s *Server) offerAnswer(ctx context.Context, cmd string, d map[string]any, src netip.AddrPort) map[string]any {
+func (s *Server) offerAnswer(ctx context.Context, cmd string, d map[string]any) map[string]any {
 	cid, fromTag, toTag := str(d, "call-id"), str(d, "from-tag"), str(d, "to-tag")
 	sdp := str(d, "sdp")
 	switch {
@@ -311,7 +313,9 @@ func (s *Server) offerAnswer(ctx context.Context, cmd string, d map[string]any, 
 	if tp := str(d, "transport-protocol"); tp != "" && !strings.Contains(sdp, " "+tp+" ") {
 		return failure(fmt.Sprintf("transport-protocol %s: protocol conversion is not supported", tp))
 	}
-	source := src
+	// Where the UA's SIP came from, as the proxy saw it: the NG command's
+	// own source is the proxy, never where the UA's media comes from.
+	var source netip.AddrPort
 	if rf := list(d, "received-from"); len(rf) == 2 {
 		if a, err := netip.ParseAddr(rf[1]); err == nil {
 			source = netip.AddrPortFrom(a, 0)

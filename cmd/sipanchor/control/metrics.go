@@ -124,8 +124,9 @@ func (a *api) relayMetrics(metric func(name, typ, help string), value func(name 
 		value("sipanchor_relay_packets_total", nil, float64(t.Packets))
 		metric("sipanchor_relay_bytes_total", "counter", "Builtin engine: RTP and RTCP bytes relayed (UDP payload).")
 		value("sipanchor_relay_bytes_total", nil, float64(t.Bytes))
-		metric("sipanchor_relay_dropped_total", "counter", "Builtin engine: packets not relayed, from a stranger to a latched port or with no known destination.")
+		metric("sipanchor_relay_dropped_total", "counter", "Builtin engine: packets not relayed: from a stranger to a latched port, from an IP the side is not expected to send from (strict latching), or with no known destination.")
 		value("sipanchor_relay_dropped_total", []string{"reason", "stranger"}, float64(t.Strangers))
+		value("sipanchor_relay_dropped_total", []string{"reason", "unexpected_source"}, float64(t.Unexpected))
 		value("sipanchor_relay_dropped_total", []string{"reason", "no_destination"}, float64(t.Unsent))
 	}
 }

@@ -126,8 +126,12 @@ func diagnosis(info dialog.Info, streams []relay.StreamStats, now time.Time) []s
 			if src.Latched != "" && src.SDPAddr != "" && src.Latched != src.SDPAddr {
 				out = append(out, fmt.Sprintf("%s%s's packets arrive from %s but its SDP says %s (NAT, latched)", prefix, dir.from, src.Latched, src.SDPAddr))
 			}
-			if src.Strangers > 0 {
-				out = append(out, fmt.Sprintf("%spackets from a stranger to %s's port dropped: %d", prefix, dir.from, src.Strangers))
+			if n := src.Strangers + src.Unexpected; n > 0 {
+				line := fmt.Sprintf("%spackets from a stranger to %s's port dropped: %d", prefix, dir.from, n)
+				if src.Unexpected > 0 {
+					line += fmt.Sprintf(" (%d from an IP %s is not expected to send from)", src.Unexpected, dir.from)
+				}
+				out = append(out, line)
 			}
 			if src.Unsent > 0 {
 				out = append(out, fmt.Sprintf("%s%d packets from %s had nowhere to go: %s's address was not known yet", prefix, src.Unsent, dir.from, dir.to))

@@ -24,6 +24,7 @@ func TestDiagnosis(t *testing.T) {
 		{"NAT latched", relay.EndpointStats{PacketsIn: 5, LastPacket: now, Latched: "198.51.100.7:4000", SDPAddr: "192.168.1.50:4000"}, flowing,
 			[]string{"caller's packets arrive from 198.51.100.7:4000 but its SDP says 192.168.1.50:4000 (NAT, latched)"}},
 		{"strangers", relay.EndpointStats{PacketsIn: 5, LastPacket: now, Strangers: 212}, flowing, []string{"packets from a stranger to caller's port dropped: 212"}},
+		{"unexpected source", relay.EndpointStats{PacketsIn: 5, LastPacket: now, Strangers: 2, Unexpected: 40}, flowing, []string{"packets from a stranger to caller's port dropped: 42 (40 from an IP caller is not expected to send from)"}},
 		{"nowhere to send", relay.EndpointStats{PacketsIn: 5, LastPacket: now, Unsent: 3}, relay.EndpointStats{}, []string{"3 packets from caller had nowhere to go: callee's address was not known yet"}},
 	}
 	for _, tt := range tests {

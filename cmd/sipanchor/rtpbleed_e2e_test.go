@@ -1,0 +1,207 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// attacker is a host that knows a call's relay ports (they are in the SDP,
+// and easy to guess in a port range) and sprays them, hoping the relay
+// latches onto it and sends it the call's media: RTP Bleed
+// (CVE-2017-14114).
+type attacker struct {
+	t    *testing.T
+	conn *net.UDPConn
+	sent int
+}
+
+func newAttacker(t *testing.T, ip string) *attacker {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &attacker{t: t, conn: c}
+}
+
+// spray sends n RTP-looking packets to the RTP and RTCP port of each
+// relay address.
+func (a *attacker) spray(n int, relays ...netip.AddrPort) {
+	a.t.Helper()
+	pkt := []byte{0x80, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0x66, 'X', 'X', 'X', 'X'}
+	for range n {
+		for _, r := range relays {
+			for _, port := range []uint16{r.Port(), r.Port() + 1} {
+				if _, err := a.conn.WriteToUDPAddrPort(pkt, netip.AddrPortFrom(r.Addr(), port)); err != nil {
+					a.t.Fatal(err)
+				}
+				a.sent++
+			}
+		}
+	}
+}
+
+// gotNothing asserts that nothing has reached the attacker, ever: the
+// kernel keeps what arrived since the socket opened, so a read that
+// finds nothing within d means nothing came.
+func (a *attacker) gotNothing(d time.Duration) {
+	a.t.Helper()
+	buf := make([]byte, 2048)
+	_ = a.conn.SetReadDeadline(time.Now().Add(d))
+	if n, src, err := a.conn.ReadFromUDPAddrPort(buf); err == nil {
+		a.t.Fatalf("the attacker received a %d-byte packet from %s: the call's media leaks", n, src)
+	}
+}
+
+var unexpectedDrops = regexp.MustCompile(`(?m)^sipanchor_relay_dropped_total\{reason="unexpected_source"\} (\d+)$`)
+
+// unexpectedDropped reads sipanchor_relay_dropped_total{reason="unexpected_source"}.
+func (p *proxy) unexpectedDropped() int {
+	p.t.Helper()
+	resp, err := http.Get(p.api + "/metrics")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := unexpectedDrops.FindSubmatch(b)
+	if m == nil {
+		return -1
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// TestRTPBleedAttackerGetsNothing: an attacker on 127.0.0.66 sprays every
+// relay port of an anchored call (both sides, RTP and RTCP) before the
+// phones' first packets and again once they talk. It receives nothing,
+// the phones keep two-way media, and every sprayed packet is counted as
+// dropped from an unexpected source.
+func TestRTPBleedAttackerGetsNothing(t *testing.T) {
+	p := startProxy(t, "")
+	c := setupAnchoredCall(t, p)
+	evil := newAttacker(t, "127.0.0.66")
+
+	evil.spray(5, c.toAlice, c.toBob) // before either phone has sent
+	evil.gotNothing(300 * time.Millisecond)
+	eventually(t, 2*time.Second, func() bool { return p.unexpectedDropped() == evil.sent },
+		"sprayed %d packets; unexpected_source drops never reached that", evil.sent)
+	c.twoWay(t, 'a')
+
+	evil.spray(5, c.toAlice, c.toBob) // while they talk
+	c.twoWay(t, 'k')
+	evil.gotNothing(300 * time.Millisecond)
+	eventually(t, 2*time.Second, func() bool { return p.unexpectedDropped() == evil.sent },
+		"sprayed %d packets; unexpected_source drops never reached that", evil.sent)
+	if caller, _ := p.latched(c.dc.callID); caller != fmt.Sprintf("127.0.0.2:%d", c.aRTP.port()) {
+		t.Errorf("caller's side latched on %s, want alice's RTP socket", caller)
+	}
+	diag := fmt.Sprint(p.session(c.dc.callID).Diagnosis)
+	if !regexp.MustCompile(`packets from a stranger to caller's port dropped: 10 \(10 from an IP caller is not expected to send from\)`).MatchString(diag) {
+		t.Errorf("diagnosis does not show the attacker's packets: %s", diag)
+	}
+}
+
+// TestRTPBleedReinviteNoHijack: after a re-INVITE moves alice's media, the
+// attacker's packets, sent before hers, do not take her place.
+func TestRTPBleedReinviteNoHijack(t *testing.T) {
+	p := startProxy(t, "")
+	c := setupAnchoredCall(t, p)
+	c.twoWay(t, 'a')
+	evil := newAttacker(t, "127.0.0.66")
+
+	moved := newRTP(t, "127.0.0.2")
+	_, atAlice := reinvite(t, c.alice, c.dc, c.bob, sdpWith(moved.port(), ""), sdpWith(c.bRTP.port(), ""), "")
+	toAlice := mediaOf(t, atAlice)
+
+	evil.spray(5, toAlice, c.toBob)
+	evil.gotNothing(300 * time.Millisecond)
+	c.bRTP.sendTo(c.toBob, 'b')
+	moved.recv('b') // to her new SDP address, not to the attacker
+	moved.sendTo(toAlice, 'c')
+	c.bRTP.recv('c')
+	c.bRTP.sendTo(c.toBob, 'd')
+	moved.recv('d')
+	evil.gotNothing(100 * time.Millisecond)
+}
+
+// latched reads where each side of a call's first stream is latched, from
+// GET /api/v1/sessions/{callID}.
+func (p *proxy) latched(callID string) (caller, callee string) {
+	p.t.Helper()
+	resp, err := http.Get(p.api + "/api/v1/sessions/" + callID)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var s struct {
+		Streams []struct {
+			Caller, Callee struct {
+				Latched string `json:"latched"`
+			}
+		} `json:"streams"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil || len(s.Streams) == 0 {
+		p.t.Fatalf("GET session %s: %v, %+v", callID, err, s)
+	}
+	return s.Streams[0].Caller.Latched, s.Streams[0].Callee.Latched
+}
+
+// TestRTPBleedStrictThroughRealNAT: in strict mode (the default) a UA
+// behind a real NAT (MASQUERADE --random: its RTP comes from the NAT's
+// address, as its SIP does, on a port its SDP never named) still latches
+// and talks both ways, while an attacker spraying the call's ports gets
+// nothing.
+func TestRTPBleedStrictThroughRealNAT(t *testing.T) {
+	lab := newNATLab(t)
+	port := freePort(t)
+	lab.dnatToLoopback("udp", port)
+	p := startProxyOnPort(t, port, fmt.Sprintf("[media]\nadvertise = %q\nlatch = \"strict\"\n", lab.public))
+
+	alice := lab.natUA("alice", p, port)
+	aRTP := lab.natRTP()
+	bob := newUA(t, "bob", "127.0.0.3", p, "")
+	bRTP := newRTP(t, "127.0.0.3")
+	if res := alice.register(600); res.StatusCode != 200 {
+		t.Fatalf("alice REGISTER through the NAT: %d %s", res.StatusCode, res.Reason)
+	}
+	evil := newAttacker(t, "127.0.0.66")
+
+	dc := bob.inviteSDP("sip:alice@example.test", sdpWith(bRTP.port(), ""))
+	inv := alice.recv("INVITE through the NAT", isRequest("INVITE")).(*sip.Request)
+	toAlice := mediaOf(t, inv.Body())
+	alice.answerSDP(inv, "alicetag", sdpWith(aRTP.port(), ""))
+	ok := bob.recv("200", isResponse(200, "INVITE")).(*sip.Response)
+	toBob := mediaOf(t, ok.Body())
+	dc.confirmed(ok)
+	bob.request(dc, "ACK")
+	alice.recv("ACK", isRequest("ACK"))
+
+	relayPort := func(a netip.AddrPort) netip.AddrPort { // the attacker reaches the relay on loopback
+		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), a.Port())
+	}
+	evil.spray(5, relayPort(toAlice), relayPort(toBob))
+	natTwoWay(t, aRTP, toAlice, bRTP, toBob, 'a')
+	evil.spray(5, relayPort(toAlice), relayPort(toBob))
+	natTwoWay(t, aRTP, toAlice, bRTP, toBob, 'k')
+	evil.gotNothing(300 * time.Millisecond)
+
+	_, callee := p.latched(dc.callID)
+	latched, err := netip.ParseAddrPort(callee)
+	if err != nil || latched.Addr() != lab.natOut || int(latched.Port()) == aRTP.port() {
+		t.Errorf("alice latched on %q, want the NAT's address %s on a port of its own (not her SDP's %d)", callee, lab.natOut, aRTP.port())
+	}
+	eventually(t, 2*time.Second, func() bool { return p.unexpectedDropped() == evil.sent },
+		"sprayed %d packets; unexpected_source drops never reached that", evil.sent)
+}

@@ -39,28 +39,9 @@ type Location struct {
 	byAOR map[string][]*Binding
 }
 
-const locationSchema = `
-CREATE TABLE IF NOT EXISTS location (
-	aor        TEXT    NOT NULL,
-	contact    TEXT    NOT NULL,
-	expires    INTEGER NOT NULL, -- unix seconds
-	q          REAL    NOT NULL,
-	call_id    TEXT    NOT NULL,
-	cseq       INTEGER NOT NULL,
-	received   TEXT    NOT NULL,
-	transport  TEXT    NOT NULL,
-	local      TEXT    NOT NULL,
-	user_agent TEXT    NOT NULL,
-	nat        INTEGER NOT NULL,
-	PRIMARY KEY (aor, contact)
-)`
-
-// OpenLocation creates the table if needed and loads the bindings that have
-// not expired.
+// OpenLocation loads the bindings that have not expired from the location
+// table of db, a store opened with store.Open.
 func OpenLocation(ctx context.Context, db *sql.DB, log *slog.Logger) (*Location, error) {
-	if _, err := db.ExecContext(ctx, locationSchema); err != nil {
-		return nil, fmt.Errorf("location table: %w", err)
-	}
 	l := &Location{db: db, log: log, byAOR: map[string][]*Binding{}}
 	now := time.Now()
 	if _, err := db.ExecContext(ctx, `DELETE FROM location WHERE expires <= ?`, now.Unix()); err != nil {

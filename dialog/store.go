@@ -2,39 +2,17 @@ package dialog
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"sipanchor/relay"
 )
 
-// The dialog layer keeps two tables in the shared SQLite file:
+// The dialog layer uses two tables of the store (package store owns them):
 //   - dialogs: each confirmed dialog, rewritten when its state changes, so
 //     that after a restart its BYE still frees the relay and sipanchor can
 //     still end it (media timeout, API) with well-formed BYEs;
 //   - calls: one call record per ended dialog, with its media totals.
-const schema = `
-CREATE TABLE IF NOT EXISTS dialogs (
-	call_id  TEXT NOT NULL,
-	from_tag TEXT NOT NULL,
-	data     TEXT NOT NULL, -- JSON: parties, branch, flags, accepted SDPs, engine state
-	PRIMARY KEY (call_id, from_tag)
-);
-CREATE TABLE IF NOT EXISTS calls (
-	id       INTEGER PRIMARY KEY,
-	call_id  TEXT    NOT NULL,
-	from_tag TEXT    NOT NULL,
-	caller   TEXT    NOT NULL,
-	callee   TEXT    NOT NULL,
-	started  INTEGER NOT NULL, -- unix milliseconds
-	answered INTEGER,          -- unix milliseconds, NULL if never answered
-	ended    INTEGER NOT NULL,
-	reason   TEXT    NOT NULL,
-	engaged  INTEGER NOT NULL,
-	media    TEXT              -- JSON: per-stream, per-leg packet/byte/loss/jitter totals
-)`
 
 // record is a dialog as stored.
 type record struct {
@@ -149,12 +127,6 @@ func (m *Manager) Close() {
 	<-m.flushed
 }
 
-// InitStore creates the tables if needed.
-func InitStore(ctx context.Context, db *sql.DB) error {
-	_, err := db.ExecContext(ctx, schema)
-	return err
-}
-
 // persist writes a confirmed dialog. Call with the dialog locked.
 func (m *Manager) persist(d *Dialog) {
 	if m.cfg.DB == nil || d.state != StateConfirmed || d.ended {
@@ -191,9 +163,6 @@ func (m *Manager) queue(w dbWrite) {
 func (m *Manager) Load(ctx context.Context) (int, error) {
 	if m.cfg.DB == nil {
 		return 0, nil
-	}
-	if err := InitStore(ctx, m.cfg.DB); err != nil {
-		return 0, fmt.Errorf("dialog tables: %w", err)
 	}
 	rows, err := m.cfg.DB.QueryContext(ctx, `SELECT data FROM dialogs`)
 	if err != nil {

@@ -24,27 +24,12 @@ import (
 
 // Digest authentication: RFC 3261 §22 with RFC 2617 qop=auth, MD5 and
 // SHA-256 (RFC 8760). Passwords are not stored: the users table holds
-// HA1 = H(user:realm:password) for each algorithm.
-
-const usersSchema = `
-CREATE TABLE IF NOT EXISTS users (
-	username   TEXT NOT NULL,
-	domain     TEXT NOT NULL,
-	realm      TEXT NOT NULL,
-	ha1_md5    TEXT NOT NULL,
-	ha1_sha256 TEXT NOT NULL,
-	PRIMARY KEY (username, domain)
-)`
+// HA1 = H(user:realm:password) for each algorithm. The table is the
+// store package's.
 
 // nonceLife is how long a challenge may be answered; older nonces are
 // rejected with stale=true so the UA retries without asking its user.
 const nonceLife = 5 * time.Minute
-
-// InitUsers creates the users table if needed.
-func InitUsers(ctx context.Context, db *sql.DB) error {
-	_, err := db.ExecContext(ctx, usersSchema)
-	return err
-}
 
 // User is one row of the users table.
 type User struct {
@@ -56,9 +41,6 @@ func AddUser(ctx context.Context, db *sql.DB, username, domain, realm, password 
 	if username == "" || domain == "" || realm == "" {
 		return errors.New("username, domain and realm are required")
 	}
-	if err := InitUsers(ctx, db); err != nil {
-		return err
-	}
 	_, err := db.ExecContext(ctx, `INSERT OR REPLACE INTO users (username, domain, realm, ha1_md5, ha1_sha256) VALUES (?, ?, ?, ?, ?)`,
 		username, strings.ToLower(domain), realm, ha1(md5.New, username, realm, password), ha1(sha256.New, username, realm, password))
 	return err
@@ -66,9 +48,6 @@ func AddUser(ctx context.Context, db *sql.DB, username, domain, realm, password 
 
 // DeleteUser removes a user; it reports whether there was one.
 func DeleteUser(ctx context.Context, db *sql.DB, username, domain string) (bool, error) {
-	if err := InitUsers(ctx, db); err != nil {
-		return false, err
-	}
 	res, err := db.ExecContext(ctx, `DELETE FROM users WHERE username = ? AND domain = ?`, username, strings.ToLower(domain))
 	if err != nil {
 		return false, err
@@ -79,9 +58,6 @@ func DeleteUser(ctx context.Context, db *sql.DB, username, domain string) (bool,
 
 // ListUsers lists the users table.
 func ListUsers(ctx context.Context, db *sql.DB) ([]User, error) {
-	if err := InitUsers(ctx, db); err != nil {
-		return nil, err
-	}
 	rows, err := db.QueryContext(ctx, `SELECT username, domain, realm FROM users ORDER BY domain, username`)
 	if err != nil {
 		return nil, err

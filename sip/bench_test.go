@@ -2,7 +2,6 @@ package sip
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,9 +12,9 @@ import (
 	"time"
 
 	"sipanchor/config"
+	"sipanchor/store"
 
 	"github.com/emiago/sipgo/sip"
-	_ "modernc.org/sqlite"
 )
 
 var benchInvite = benchInviteHead + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(benchSDP)) + benchSDP
@@ -50,7 +49,7 @@ func BenchmarkDatagramFilter(b *testing.B) {
 // BenchmarkRegister is one REGISTER refresh through the registrar,
 // including its SQLite write (WAL, synchronous=NORMAL).
 func BenchmarkRegister(b *testing.B) {
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(b.TempDir(), "b.db")+"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
+	db, err := store.Open(context.Background(), filepath.Join(b.TempDir(), "b.db"))
 	if err != nil {
 		b.Fatal(err)
 	}

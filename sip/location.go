@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -31,37 +32,30 @@ type Binding struct {
 
 // Location is the registrar's binding table: a map in memory for lookups,
 // written through to SQLite so that bindings survive a restart.
+//
+// Two kinds of lock: writers of one AOR queue on its stripe of writers
+// (held across the SQLite transaction, so a REGISTER never waits for
+// another AOR's commit beyond the stripe it shares); mu guards the map and
+// is held only in memory, so an INVITE's Lookup never waits for SQLite.
 type Location struct {
 	db  *sql.DB
 	log *slog.Logger
+
+	seed    maphash.Seed
+	writers [writerStripes]sync.Mutex
 
 	mu    sync.Mutex
 	byAOR map[string][]*Binding
 }
 
-const locationSchema = `
-CREATE TABLE IF NOT EXISTS location (
-	aor        TEXT    NOT NULL,
-	contact    TEXT    NOT NULL,
-	expires    INTEGER NOT NULL, -- unix seconds
-	q          REAL    NOT NULL,
-	call_id    TEXT    NOT NULL,
-	cseq       INTEGER NOT NULL,
-	received   TEXT    NOT NULL,
-	transport  TEXT    NOT NULL,
-	local      TEXT    NOT NULL,
-	user_agent TEXT    NOT NULL,
-	nat        INTEGER NOT NULL,
-	PRIMARY KEY (aor, contact)
-)`
+// writerStripes is how many AORs can be written at once (SQLite then
+// serialises the commits themselves); a power of two.
+const writerStripes = 64
 
-// OpenLocation creates the table if needed and loads the bindings that have
-// not expired.
+// OpenLocation loads the bindings that have not expired from the location
+// table of db, a store opened with store.Open.
 func OpenLocation(ctx context.Context, db *sql.DB, log *slog.Logger) (*Location, error) {
-	if _, err := db.ExecContext(ctx, locationSchema); err != nil {
-		return nil, fmt.Errorf("location table: %w", err)
-	}
-	l := &Location{db: db, log: log, byAOR: map[string][]*Binding{}}
+	l := &Location{db: db, log: log, seed: maphash.MakeSeed(), byAOR: map[string][]*Binding{}}
 	now := time.Now()
 	if _, err := db.ExecContext(ctx, `DELETE FROM location WHERE expires <= ?`, now.Unix()); err != nil {
 		return nil, fmt.Errorf("location cleanup: %w", err)
@@ -129,50 +123,66 @@ func (l *Location) All(now time.Time) []Binding {
 	return out
 }
 
-// update applies fn to the bindings of aor under the lock; fn returns the new
-// list and whether anything changed. The new list is written to the
-// database in one transaction before it becomes visible.
+// update applies fn to copies of the bindings of aor; fn returns the new
+// list. The new list is written to the database in one transaction before
+// it becomes visible. Writers of the same AOR are serialised; lookups go on
+// meanwhile with the old list.
 func (l *Location) update(ctx context.Context, aor string, fn func([]*Binding) ([]*Binding, error)) ([]Binding, error) {
+	w := &l.writers[maphash.String(l.seed, aor)%writerStripes]
+	w.Lock()
+	defer w.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	old := l.byAOR[aor]
 	cur := make([]*Binding, len(old))
+	from := make(map[*Binding]*Binding, len(old)) // copy → the live binding
 	for i, b := range old {
 		c := *b
 		cur[i] = &c
+		from[&c] = b
 	}
+	l.mu.Unlock()
 	next, err := fn(cur)
 	if err != nil {
 		return nil, err
 	}
-	tx, err := l.db.BeginTx(ctx, nil)
-	if err != nil {
+	if err := l.store(ctx, aor, next); err != nil {
 		return nil, err
 	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM location WHERE aor = ?`, aor); err != nil {
-		return nil, err
-	}
-	for _, b := range next {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO location (aor, contact, expires, q, call_id, cseq, received, transport, local, user_agent, nat)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			b.AOR, b.Contact, b.Expires.Unix(), b.Q, b.CallID, b.CSeq, b.Received.String(), b.Transport, b.Local, b.UserAgent, b.NAT); err != nil {
-			return nil, err
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]Binding, len(next))
+	for i, b := range next {
+		if live, ok := from[b]; ok {
+			b.failures = live.failures // keepalives answered or not while we wrote
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, err
+		out[i] = *b
 	}
 	if len(next) == 0 {
 		delete(l.byAOR, aor)
 	} else {
 		l.byAOR[aor] = next
 	}
-	out := make([]Binding, len(next))
-	for i, b := range next {
-		out[i] = *b
-	}
 	return out, nil
+}
+
+// store replaces the rows of aor with bs in one transaction.
+func (l *Location) store(ctx context.Context, aor string, bs []*Binding) error {
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM location WHERE aor = ?`, aor); err != nil {
+		return err
+	}
+	for _, b := range bs {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO location (aor, contact, expires, q, call_id, cseq, received, transport, local, user_agent, nat)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			b.AOR, b.Contact, b.Expires.Unix(), b.Q, b.CallID, b.CSeq, b.Received.String(), b.Transport, b.Local, b.UserAgent, b.NAT); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 // Remove deletes one binding; it reports whether it existed.

@@ -98,9 +98,6 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 	p.loc = loc
 	p.reg = &registrar{loc: loc, cfg: cfg.Registrar, log: o.Log, now: time.Now}
 	if cfg.Registrar.Auth {
-		if err := InitUsers(ctx, o.DB); err != nil {
-			return nil, fmt.Errorf("users table: %w", err)
-		}
 		a, err := newAuthenticator(o.DB, cfg.Registrar.Realm, cfg.Registrar.AuthAlgorithms, o.Log)
 		if err != nil {
 			return nil, err

@@ -10,6 +10,7 @@ import (
 
 	"sipanchor/config"
 	"sipanchor/sip"
+	"sipanchor/store"
 )
 
 func cmdConfig(args []string, stdout, stderr io.Writer) int {
@@ -75,13 +76,13 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	db, err := openDB(cfg.Store.Path)
+	ctx := context.Background()
+	db, err := store.Open(ctx, cfg.Store.Path)
 	if err != nil {
 		fmt.Fprintln(stderr, "sipanchor ctl:", err)
 		return 1
 	}
 	defer db.Close()
-	ctx := context.Background()
 	userDomain := func() (string, string, bool) {
 		if len(pos) == 0 {
 			return "", "", false

@@ -23,8 +23,7 @@ import (
 	"sipanchor/relay"
 	"sipanchor/relay/ng"
 	"sipanchor/sip"
-
-	_ "modernc.org/sqlite"
+	"sipanchor/store"
 )
 
 func cmdServe(args []string, stderr io.Writer) int {
@@ -120,11 +119,7 @@ func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dia
 			rl.Close()
 			return nil, nil, nil, nil, err
 		}
-		bindings, err := ng.NewSQLBindings(context.Background(), db)
-		if err != nil {
-			rl.Close()
-			return nil, nil, nil, nil, err
-		}
+		bindings := ng.NewSQLBindings(db)
 		client, err = ng.NewClient(ng.ClientConfig{Sets: sets, Timeout: cfg.Relay.Timeout.Duration, Retries: cfg.Relay.Retries,
 			DisableFor: cfg.Relay.DisableTimeout.Duration, ProbeEvery: cfg.Relay.TimerInterval.Duration,
 			PollEvery: cfg.Relay.PollInterval.Duration, Log: log, OnNode: onNode, Bindings: bindings})
@@ -200,28 +195,8 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// openDB opens the SQLite store in WAL mode: readers do not block the
-// writer, and a second process (sipanchor ctl) can use it alongside.
-func openDB(path string) (*sql.DB, error) {
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)"
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, err
-	}
-	// SQLite has one writer at a time. One connection serialises our
-	// writes in Go instead of in busy-waits: under load, a pool grew a
-	// connection per waiting writer, and the descriptors of those whose
-	// open failed with "database is locked" were never closed.
-	db.SetMaxOpenConns(1)
-	if err := db.Ping(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	return db, nil
-}
-
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	db, err := openDB(cfg.Store.Path)
+	db, err := store.Open(ctx, cfg.Store.Path)
 	if err != nil {
 		return err
 	}

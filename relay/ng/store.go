@@ -7,39 +7,15 @@ import (
 	"slices"
 )
 
-// The NG client's tables in the shared SQLite file, created here only:
+// The NG client's tables in the shared SQLite file (package store owns
+// them):
 //   - relay_nodes: nodes can come from the database, like the rtpengine
 //     modules' table: one row per node, reloaded on demand;
 //   - rtpengine_calls: which node holds each call, so that a restarted
 //     sipanchor sends a call's re-offers and its delete to that node.
-const schema = `
-CREATE TABLE IF NOT EXISTS relay_nodes (
-	set_id INTEGER NOT NULL,
-	socket TEXT    NOT NULL, -- "udp:HOST:PORT[=WEIGHT]"
-	PRIMARY KEY (set_id, socket)
-);
-CREATE TABLE IF NOT EXISTS rtpengine_calls (
-	call_id  TEXT    NOT NULL,
-	from_tag TEXT    NOT NULL,
-	set_id   INTEGER NOT NULL,
-	node     TEXT    NOT NULL, -- the node's name, "udp:HOST:PORT"
-	PRIMARY KEY (call_id, from_tag)
-)`
 
-// InitStore creates the NG client's tables if needed; running it again
-// changes nothing.
-func InitStore(ctx context.Context, db *sql.DB) error {
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		return fmt.Errorf("rtpengine tables: %w", err)
-	}
-	return nil
-}
-
-// LoadSets reads the relay_nodes table (creating the tables if needed).
+// LoadSets reads the relay_nodes table.
 func LoadSets(ctx context.Context, db *sql.DB) ([]SetConfig, error) {
-	if err := InitStore(ctx, db); err != nil {
-		return nil, err
-	}
 	rows, err := db.QueryContext(ctx, `SELECT set_id, socket FROM relay_nodes ORDER BY set_id, socket`)
 	if err != nil {
 		return nil, err
@@ -74,12 +50,9 @@ type SQLBindings struct{ db *sql.DB }
 
 var _ BindingStore = (*SQLBindings)(nil)
 
-// NewSQLBindings creates the tables if needed.
-func NewSQLBindings(ctx context.Context, db *sql.DB) (*SQLBindings, error) {
-	if err := InitStore(ctx, db); err != nil {
-		return nil, err
-	}
-	return &SQLBindings{db: db}, nil
+// NewSQLBindings keeps the bindings in db, a store opened with store.Open.
+func NewSQLBindings(db *sql.DB) *SQLBindings {
+	return &SQLBindings{db: db}
 }
 
 func (s *SQLBindings) Save(ctx context.Context, b Binding) error {

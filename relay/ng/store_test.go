@@ -2,33 +2,25 @@ package ng
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"sipanchor/relay"
-
-	_ "modernc.org/sqlite"
+	"sipanchor/store"
 )
 
 // TestBindingsSurviveANewClient: a call placed by one client is bound to
 // the same node by the next client on the same database, and its delete
-// removes the row. Creating the tables twice is harmless.
+// removes the row.
 func TestBindingsSurviveANewClient(t *testing.T) {
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "t.db"))
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "t.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ctx := context.Background()
-	if err := InitStore(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	bs, err := NewSQLBindings(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bs := NewSQLBindings(db)
 	a, b := startNGServer(t, 42800), startNGServer(t, 43000)
 	nodeA, nodeB := "udp:"+a.Addr().String(), "udp:"+b.Addr().String()
 	client := func(wa, wb string) *Client {

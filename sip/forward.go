@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -475,9 +476,47 @@ func (p *Proxy) strayResponse(res *sip.Response) {
 	if up.Via() == nil {
 		return
 	}
-	if err := p.tp.WriteMsg(up); err != nil {
+	addAlias(up, res.Source(), strings.ToLower(res.Transport())) // as upstreamOf does
+	if err := p.sendStateless(up); err != nil {
 		p.log.Debug("stray response not relayed", "call_id", callID(res), "status", res.StatusCode, "err", err)
 	}
+}
+
+// sendStateless relays a response along its top Via with no transaction
+// (RFC 3261 §16.7 step 10, §18.2.2): to the Via's received address (else
+// its host) and rport (else its port), over UDP from the listener that
+// address's messages came in on — no state of sipgo's needed, so this
+// works for the retransmitted 2xx of an INVITE forwarded before a restart.
+// Over TCP it needs the connection the request came on.
+func (p *Proxy) sendStateless(res *sip.Response) error {
+	v := res.Via()
+	host := v.Host
+	if r, ok := v.Params.Get("received"); ok && r != "" {
+		host = r
+	}
+	port := v.Port
+	if rp, ok := v.Params.Get("rport"); ok && rp != "" {
+		if n, err := strconv.Atoi(rp); err == nil {
+			port = n
+		}
+	}
+	if port <= 0 || port > 65535 {
+		port = 5060
+	}
+	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	tr := strings.ToLower(v.Transport)
+	if err != nil || tr != "udp" {
+		res.SetTransport(v.Transport)
+		res.SetDestination(net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port)))
+		return p.tp.WriteMsg(res)
+	}
+	dst := netip.AddrPortFrom(a.Unmap(), uint16(port))
+	l, err := p.outbound("udp", dst, "")
+	if err != nil {
+		return err
+	}
+	_, err = l.pc.WriteTo([]byte(res.String()), net.UDPAddrFromAddrPort(dst))
+	return err
 }
 
 // strayRelayable: a 2xx to an INVITE, with a Via to follow back.

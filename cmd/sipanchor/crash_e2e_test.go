@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // kill9 ends sipanchor with SIGKILL: nothing is flushed, nothing closed.
@@ -53,4 +55,29 @@ func TestLifetimeSurvivesKill9(t *testing.T) {
 		return len(p.logLines(`msg="dialog ended"`)) > 0 && len(p.logLines("dialog lifetime reached")) > 0
 	},
 		"the call did not end with reason 'dialog lifetime reached'")
+}
+
+// TestKill9DuringSetupStill200: sipanchor is killed (-9) while the callee
+// rings and restarted; the callee's 200, which no transaction of the new
+// process matches, is relayed statelessly along the Via to the caller,
+// and the caller's ACK and BYE reach the callee.
+func TestKill9DuringSetupStill200(t *testing.T) {
+	p := startProxy(t, "[relay]\nengage = \"never\"\n")
+	alice := newUA(t, "alice", "127.0.0.2", p, "192.168.1.60")
+	bob := newUA(t, "bob", "127.0.0.3", p, "192.168.1.50")
+	bob.register(600)
+	dc := alice.invite("sip:bob@example.test")
+	inv := bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+	bob.answer(inv, 180, "Ringing", "b1")
+	alice.recv("180", isResponse(180, "INVITE"))
+	p.kill9()
+	p.start()
+	bob.answer(inv, 200, "OK", "b1")
+	ok := alice.recv("200 relayed by the restarted sipanchor", isResponse(200, "INVITE")).(*sip.Response)
+	dc.confirmed(ok)
+	alice.request(dc, "ACK")
+	bob.recv("ACK", isRequest("ACK"))
+	alice.request(dc, "BYE")
+	bob.okTo(bob.recv("BYE", isRequest("BYE")))
+	alice.recv("200 to BYE", isResponse(200, "BYE"))
 }

@@ -73,6 +73,9 @@ type Config struct {
 	Caller   relay.LegFlags // default flags, like $rtp_relay
 	Callee   relay.LegFlags // like $rtp_relay_peer
 	Lifetime time.Duration  // a dialog is ended after this long; 0 = no limit
+	// AckTimeout ends a dialog whose 2xx got no ACK this long (64×T1, RFC
+	// 3261 §13.3.1.4) with BYEs both ways; 0 = never.
+	AckTimeout time.Duration
 	Log      *slog.Logger
 	// DB keeps confirmed dialogs across restarts and the call records;
 	// nil keeps nothing.
@@ -97,6 +100,7 @@ type Event struct {
 // Counters are the dialog layer's totals since start.
 type Counters struct {
 	Answered, Unanswered, MediaTimeouts uint64
+	NoACK                               uint64 // answered calls ended because the 2xx got no ACK
 }
 
 // Party is one end of a dialog as the proxy saw it: what is needed to send
@@ -130,7 +134,7 @@ type Manager struct {
 	dialogs map[string]*Dialog
 	wg      sync.WaitGroup
 
-	answered, unanswered, timeouts atomic.Uint64
+	answered, unanswered, timeouts, noACK atomic.Uint64
 	disabled                       atomic.Bool // relay node disabled: new calls are not engaged
 
 	writes    chan dbWrite // to the store writer; nil without a DB
@@ -197,6 +201,7 @@ type Dialog struct {
 	moves     int
 	moving    bool
 	cancelled atomic.Bool // the caller CANCELled the initial INVITE
+	acked     chan struct{} // closed at the first ACK of the 2xx
 }
 
 func legIndex(l relay.Leg) int {
@@ -280,6 +285,7 @@ func (m *Manager) Begin(in InviteInfo) *Dialog {
 		inviteTx: txKey("INVITE", in.CSeq),
 		pending:  map[string]*exchange{},
 		done:     make(chan struct{}),
+		acked:    make(chan struct{}),
 	}
 	d.src[0] = in.Source
 	d.set = in.Set
@@ -318,7 +324,7 @@ func (m *Manager) Disabled() bool { return m.disabled.Load() }
 
 // Counters reads the totals.
 func (m *Manager) Counters() Counters {
-	return Counters{Answered: m.answered.Load(), Unanswered: m.unanswered.Load(), MediaTimeouts: m.timeouts.Load()}
+	return Counters{Answered: m.answered.Load(), Unanswered: m.unanswered.Load(), MediaTimeouts: m.timeouts.Load(), NoACK: m.noACK.Load()}
 }
 
 func (d *Dialog) req(branch string, from relay.Leg, sdp []byte) *relay.Request {
@@ -349,6 +355,7 @@ func (d *Dialog) confirm(ctx context.Context, branch string, callee Party, calle
 	d.caller.Routes = callerRoutes
 	d.confirmMedia(ctx, branch, initialSDP, answerSDP)
 	d.m.armLifetime(d)
+	d.m.armAckWait(d)
 	d.m.persist(d)
 	d.log.Info("dialog confirmed", "branch", branch, "engaged", d.engaged)
 	d.m.emit(d, "call.answer", "")

@@ -185,3 +185,36 @@ func (m *Manager) armLifetime(d *Dialog) {
 		}
 	})
 }
+
+// noACKReason is the end reason of a dialog whose 2xx got no ACK.
+const noACKReason = "no ACK for the 2xx"
+
+// armAckWait ends the dialog with BYEs when its 2xx gets no ACK within
+// cfg.AckTimeout: a caller that never ACKs (a flood of answered INVITEs)
+// must not hold relay ports for the whole setup timeout.
+func (m *Manager) armAckWait(d *Dialog) {
+	wait := m.cfg.AckTimeout
+	if wait <= 0 {
+		return
+	}
+	m.wg.Go(func() {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			m.noACK.Add(1)
+			m.terminate(d, noACKReason)
+		case <-d.acked:
+		case <-d.done:
+		}
+	})
+}
+
+// ackSeen marks the 2xx acknowledged. Call locked.
+func (d *Dialog) ackSeen() {
+	select {
+	case <-d.acked:
+	default:
+		close(d.acked)
+	}
+}

@@ -91,6 +91,9 @@ func (d *Dialog) Response(ctx context.Context, method string, cseq uint32, code 
 func (d *Dialog) Ack(ctx context.Context, from relay.Leg, cseq uint32, sdp []byte) (uint32, []byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if from == relay.Caller && d.state == StateConfirmed {
+		d.ackSeen()
+	}
 	fwd := d.forwardCSeq(from, cseq)
 	if len(sdp) == 0 {
 		return fwd, sdp, nil

@@ -193,7 +193,7 @@ func (m *Manager) Load(ctx context.Context) (int, error) {
 			caller: rec.Caller, callee: rec.Callee, branch: rec.Branch, created: rec.Created, answered: rec.Answered,
 			flags: rec.Flags, accepted: rec.Accepted, branches: map[string]relay.Session{}, pending: map[string]*exchange{},
 			early: map[string]string{}, earlyOA: map[string]*exchange{},
-			offset: rec.Offset, moves: rec.Moves, done: make(chan struct{}),
+			offset: rec.Offset, moves: rec.Moves, done: make(chan struct{}), acked: make(chan struct{}),
 		}
 		if p, ok := m.engine.(relay.Persister); ok && rec.Engaged && len(rec.Media) > 0 {
 			s, err := p.Import(ctx, d.req(d.branch, relay.Caller, nil).Key, rec.Media)

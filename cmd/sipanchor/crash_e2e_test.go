@@ -2,12 +2,39 @@ package main
 
 import (
 	"database/sql"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
+
+// metric reads one unlabelled counter or gauge from /metrics.
+func (p *proxy) metric(name string) float64 {
+	p.t.Helper()
+	resp, err := http.Get(p.api + "/metrics")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		p.t.Fatalf("/metrics: %v", err)
+	}
+	mf, ok := mfs[name]
+	if !ok || len(mf.GetMetric()) == 0 {
+		p.t.Fatalf("no metric %s", name)
+	}
+	m := mf.GetMetric()[0]
+	if m.Counter != nil {
+		return m.GetCounter().GetValue()
+	}
+	return m.GetGauge().GetValue()
+}
 
 // kill9 ends sipanchor with SIGKILL: nothing is flushed, nothing closed.
 func (p *proxy) kill9() {
@@ -80,4 +107,32 @@ func TestKill9DuringSetupStill200(t *testing.T) {
 	alice.request(dc, "BYE")
 	bob.okTo(bob.recv("BYE", isRequest("BYE")))
 	alice.recv("200 to BYE", isResponse(200, "BYE"))
+}
+
+// TestAnsweredNeverACKedIsEnded: a caller that never ACKs its 2xx (a flood
+// of answered INVITEs) does not hold the call and its relay ports for the
+// setup timeout: after 64×T1 both ends get a BYE and everything is freed.
+func TestAnsweredNeverACKedIsEnded(t *testing.T) {
+	p := startProxySIP(t, `t1 = "50ms"`, "[media]\nsetup_timeout = \"60s\"\n")
+	alice := newUA(t, "alice", "127.0.0.2", p, "")
+	bob := newUA(t, "bob", "127.0.0.3", p, "")
+	bob.register(600)
+	aRTP := newRTP(t, "127.0.0.2")
+	start := time.Now()
+	alice.inviteSDP("sip:bob@example.test", sdpWith(aRTP.port(), ""))
+	inv := bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+	bob.answerSDP(inv, "b1", sdpWith(4000, ""))
+	alice.recv("200", isResponse(200, "INVITE")) // and no ACK
+	bob.okTo(bob.recv("BYE after 64×T1 without ACK", func(m sip.Message) bool {
+		r, ok := m.(*sip.Request)
+		return ok && r.Method == sip.BYE
+	}))
+	alice.okTo(alice.recv("BYE", isRequest("BYE")))
+	if took := time.Since(start); took > 6*time.Second {
+		t.Errorf("BYEs after %v, want about 64×T1 = 3.2 s", took)
+	}
+	p.waitIdle("after the unacknowledged call")
+	if n := p.metric("sipanchor_calls_no_ack_total"); n != 1 {
+		t.Errorf("sipanchor_calls_no_ack_total = %v, want 1", n)
+	}
 }

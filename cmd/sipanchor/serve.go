@@ -131,7 +131,8 @@ func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dia
 	}
 	d := dialog.NewManager(engine, dialog.Config{
 		Engage: engage, Caller: caller, Callee: callee, Lifetime: cfg.Relay.Lifetime.Duration, Log: log, DB: db,
-		OnEvent: onEvent,
+		AckTimeout: 64 * cfg.SIP.T1.Duration,
+		OnEvent:    onEvent,
 	})
 	// The builtin engine's one node disabled: new calls are not anchored.
 	builtin.OnEnabled(func(on bool) { d.SetDisabled(!on) })

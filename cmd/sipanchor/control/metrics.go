@@ -43,6 +43,8 @@ func (a *api) metrics(w http.ResponseWriter, r *http.Request) {
 	value("sipanchor_calls_total", []string{"outcome", "unanswered"}, float64(c.Unanswered))
 	metric("sipanchor_media_timeouts_total", "counter", "Calls ended because their media stopped.")
 	value("sipanchor_media_timeouts_total", nil, float64(c.MediaTimeouts))
+	metric("sipanchor_calls_no_ack_total", "counter", "Answered calls ended because their 2xx got no ACK within 64×T1.")
+	value("sipanchor_calls_no_ack_total", nil, float64(c.NoACK))
 
 	metric("sipanchor_registrations", "gauge", "Live registrar bindings.")
 	value("sipanchor_registrations", nil, float64(len(a.Proxy.Location().All(time.Now()))))

@@ -76,7 +76,7 @@ type Config struct {
 	// AckTimeout ends a dialog whose 2xx got no ACK this long (64×T1, RFC
 	// 3261 §13.3.1.4) with BYEs both ways; 0 = never.
 	AckTimeout time.Duration
-	Log      *slog.Logger
+	Log        *slog.Logger
 	// DB keeps confirmed dialogs across restarts and the call records;
 	// nil keeps nothing.
 	DB *sql.DB
@@ -135,7 +135,7 @@ type Manager struct {
 	wg      sync.WaitGroup
 
 	answered, unanswered, timeouts, noACK atomic.Uint64
-	disabled                       atomic.Bool // relay node disabled: new calls are not engaged
+	disabled                              atomic.Bool // relay node disabled: new calls are not engaged
 
 	writes    chan dbWrite // to the store writer; nil without a DB
 	flushed   chan struct{}
@@ -200,7 +200,7 @@ type Dialog struct {
 	done      chan struct{} // closed when the dialog ends
 	moves     int
 	moving    bool
-	cancelled atomic.Bool // the caller CANCELled the initial INVITE
+	cancelled atomic.Bool   // the caller CANCELled the initial INVITE
 	acked     chan struct{} // closed at the first ACK of the 2xx
 }
 

@@ -356,7 +356,7 @@ func (d *Dialog) confirm(ctx context.Context, branch string, callee Party, calle
 	d.confirmMedia(ctx, branch, initialSDP, answerSDP)
 	d.m.armLifetime(d)
 	d.m.armAckWait(d)
-	d.m.persist(d)
+	d.m.persistNow(d) // before the 2xx leaves
 	d.log.Info("dialog confirmed", "branch", branch, "engaged", d.engaged)
 	d.m.emit(d, "call.answer", "")
 }

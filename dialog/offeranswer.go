@@ -133,7 +133,7 @@ func (d *Dialog) accept(x *exchange) {
 		return // the 2xx of the INVITE settles what was accepted
 	}
 	d.accepted[legIndex(x.offerer)], d.accepted[legIndex(x.offerer.Other())] = x.offer, x.answer
-	d.m.persist(d)
+	d.m.persistNow(d) // before the answer leaves
 }
 
 // ack handles an ACK with SDP: the answer to an offer made in a 2xx (late

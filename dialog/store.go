@@ -36,6 +36,7 @@ type dbWrite struct {
 	callID, fromTag string
 	data            string // dialog row (upsert), or "" with rec set
 	rec             *callRecord
+	done            chan error // if set: told when the write is committed
 }
 
 type callRecord struct {
@@ -59,8 +60,14 @@ func (m *Manager) writer() {
 		if len(batch) == 0 {
 			return
 		}
-		if err := m.apply(batch); err != nil {
+		err := m.apply(batch)
+		if err != nil {
 			m.log.Error("dialog store write failed", "writes", len(batch), "err", err)
+		}
+		for _, w := range batch {
+			if w.done != nil {
+				w.done <- err
+			}
 		}
 		batch = batch[:0]
 	}
@@ -75,6 +82,12 @@ func (m *Manager) writer() {
 				timer.Reset(flushEvery)
 			}
 			batch = append(batch, w)
+			if w.done != nil {
+				// Someone waits: group commit what is queued now, at once.
+				batch = m.drain(batch)
+				flush()
+				continue
+			}
 			if len(batch) >= 512 {
 				flush()
 			}
@@ -82,6 +95,22 @@ func (m *Manager) writer() {
 			flush()
 		}
 	}
+}
+
+// drain adds what is already queued to batch, without waiting.
+func (m *Manager) drain(batch []dbWrite) []dbWrite {
+	for len(batch) < 512 {
+		select {
+		case w, ok := <-m.writes:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, w)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // flushEvery bounds how long a change waits before it is on disk.
@@ -127,8 +156,17 @@ func (m *Manager) Close() {
 	<-m.flushed
 }
 
-// persist writes a confirmed dialog. Call with the dialog locked.
-func (m *Manager) persist(d *Dialog) {
+// persist queues a confirmed dialog's row; it reaches the disk within
+// flushEvery. Call with the dialog locked.
+func (m *Manager) persist(d *Dialog) { m.save(d, false) }
+
+// persistNow writes a confirmed dialog and returns once it is committed
+// (durable before visible: the SIP layer then relays the message that
+// exposes this state). Writes queued by other calls go in the same commit.
+// Call with the dialog locked.
+func (m *Manager) persistNow(d *Dialog) { m.save(d, true) }
+
+func (m *Manager) save(d *Dialog, wait bool) {
 	if m.cfg.DB == nil || d.state != StateConfirmed || d.ended {
 		return
 	}
@@ -146,16 +184,34 @@ func (m *Manager) persist(d *Dialog) {
 		d.log.Error("dialog not saved", "err", err)
 		return
 	}
-	m.queue(dbWrite{callID: d.callID, fromTag: d.caller.Tag, data: string(data)})
+	w := dbWrite{callID: d.callID, fromTag: d.caller.Tag, data: string(data)}
+	if !wait {
+		m.queue(w)
+		return
+	}
+	w.done = make(chan error, 1)
+	if !m.queue(w) {
+		return
+	}
+	select {
+	case err := <-w.done:
+		if err != nil {
+			d.log.Error("dialog not saved before it was relayed", "err", err)
+		}
+	case <-time.After(2 * time.Second):
+		d.log.Warn("dialog save slower than 2 s; relaying anyway")
+	}
 }
 
-func (m *Manager) queue(w dbWrite) {
+// queue hands w to the writer; false when the store is closed.
+func (m *Manager) queue(w dbWrite) bool {
 	m.closeMu.RLock()
 	defer m.closeMu.RUnlock()
 	if m.writes == nil || m.stopped {
-		return
+		return false
 	}
 	m.writes <- w
+	return true
 }
 
 // Load restores the dialogs saved before a restart, with their relay

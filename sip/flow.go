@@ -128,3 +128,17 @@ func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ap.IsValid()
 }
+
+// seedFlows learns the flow of every binding restored at start: after a
+// restart a registered UA is an address we have received from, through
+// the listener it registered on, before it sends anything again.
+func (p *Proxy) seedFlows() {
+	now := time.Now()
+	for _, b := range p.loc.All(now) {
+		for _, l := range p.listeners {
+			if l.key() == b.Local && b.Received.IsValid() {
+				p.flows.learn(b.Transport, b.Received, l, now)
+			}
+		}
+	}
+}

@@ -115,6 +115,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		return nil, err
 	}
 	p.listeners = ls
+	p.seedFlows()
 	ifaces := interfaceAddrs()
 	filter := &datagramFilter{parser: sip.NewParser(), sockets: map[string]net.PacketConn{}, bad: p.badDatagram}
 	for _, l := range ls {

@@ -136,3 +136,34 @@ func TestAnsweredNeverACKedIsEnded(t *testing.T) {
 		t.Errorf("sipanchor_calls_no_ack_total = %v, want 1", n)
 	}
 }
+
+// TestKill9RightAfterTheAnswer: sipanchor is killed (-9) the moment the
+// caller holds the 200, before the ACK. Durable before visible: the call
+// and its relay session were on disk before that 200 left, so after the
+// restart the ACK passes and media flows both ways on the same ports.
+func TestKill9RightAfterTheAnswer(t *testing.T) {
+	p := startProxy(t, "")
+	alice, bob := newUA(t, "alice", "127.0.0.2", p, "192.168.1.60"), newUA(t, "bob", "127.0.0.3", p, "192.168.1.50")
+	c := &anchoredCall{alice: alice, bob: bob, aRTP: newRTP(t, "127.0.0.2"), bRTP: newRTP(t, "127.0.0.3")}
+	bob.register(600)
+	c.dc = alice.inviteSDP("sip:bob@example.test", sdpWith(c.aRTP.port(), ""))
+	inv := bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+	c.toBob = mediaOf(t, inv.Body())
+	c.dd = bob.answerSDP(inv, "bobtag", sdpWith(c.bRTP.port(), ""))
+	ok := alice.recv("200", isResponse(200, "INVITE")).(*sip.Response)
+	p.kill9()
+	p.start()
+	c.toAlice = mediaOf(t, ok.Body())
+	c.dc.confirmed(ok)
+	alice.request(c.dc, "ACK")
+	bob.recv("ACK", isRequest("ACK"))
+	restarted := time.Now()
+	c.twoWay(t, 'k')
+	if took := time.Since(restarted); took > time.Second {
+		t.Errorf("media back %v after the restart, want within 1 s", took)
+	}
+	alice.request(c.dc, "BYE")
+	bob.okTo(bob.recv("BYE", isRequest("BYE")))
+	alice.recv("200 to BYE", isResponse(200, "BYE"))
+	p.waitIdle("after BYE")
+}

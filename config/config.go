@@ -70,6 +70,7 @@ type SIP struct {
 	Advertise    string   `toml:"advertise"`
 	Domains      []string `toml:"domains"`
 	DefaultRoute string   `toml:"default_route"`
+	Resolver     string   `toml:"resolver"`
 	T1           Duration `toml:"t1"`
 }
 

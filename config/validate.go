@@ -178,6 +178,11 @@ func (c *Config) validate(lines positions, file string) error {
 		}
 	}
 
+	if r := c.SIP.Resolver; r != "" {
+		if _, err := netip.ParseAddrPort(r); err != nil {
+			bad("sip.resolver", "%q: want IP:port of a DNS server", r)
+		}
+	}
 	if t1 := c.SIP.T1.Duration; t1 < 10*time.Millisecond || t1 > 10*time.Second {
 		bad("sip.t1", "must be 10ms..10s, got %s", t1)
 	}

@@ -56,6 +56,7 @@ type Proxy struct {
 	dialogs *dialog.Manager
 
 	flows     *flows       // which listener each source address came in on
+	dns       *resolver    // next-hop host names, cached, off the request path
 	malformed atomic.Int64 // datagrams dropped or answered 400 before the transaction layer
 	metrics   *Metrics
 	wg        sync.WaitGroup
@@ -68,7 +69,7 @@ const timerC = 3 * time.Minute
 // a proxy ready to Serve.
 func New(ctx context.Context, o Options) (*Proxy, error) {
 	cfg := o.Config
-	p := &Proxy{cfg: cfg, log: o.Log, self: map[string]bool{}, domains: map[string]bool{}, dialogs: o.Dialogs, metrics: newMetrics(), flows: newFlows()}
+	p := &Proxy{cfg: cfg, log: o.Log, self: map[string]bool{}, domains: map[string]bool{}, dialogs: o.Dialogs, metrics: newMetrics(), flows: newFlows(), dns: newResolver(cfg.SIP.Resolver)}
 	if p.dialogs != nil {
 		p.dialogs.SetEnder(p.endDialog)
 	}

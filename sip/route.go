@@ -54,13 +54,3 @@ func (p *Proxy) matchRoute(u sip.Uri) (staticRoute, bool) {
 	}
 	return staticRoute{}, false
 }
-
-// target aims ruri at the route's next hop; a name that does not resolve
-// leaves the target empty and the branch fails with 503.
-func (r staticRoute) target(ruri sip.Uri) target {
-	t, err := uriTarget(ruri, r.to)
-	if err != nil {
-		return target{ruri: ruri, transport: "udp"}
-	}
-	return t
-}

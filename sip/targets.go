@@ -1,10 +1,8 @@
 package sip
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -36,7 +34,7 @@ func (t target) String() string { return t.transport + ":" + t.dst.String() }
 func (p *Proxy) targets(req *sip.Request) ([]target, int, string) {
 	ruri := req.Recipient
 	if r := req.Route(); r != nil {
-		t, err := uriTarget(ruri, r.Address)
+		t, err := p.uriTarget(ruri, r.Address)
 		if err != nil {
 			return nil, sip.StatusServiceUnavailable, "Unresolvable Route"
 		}
@@ -66,24 +64,24 @@ func (p *Proxy) targets(req *sip.Request) ([]target, int, string) {
 		}
 	}
 	if dialog && !p.isUs(ruri) {
-		t, err := uriTarget(ruri, ruri)
+		t, err := p.uriTarget(ruri, ruri)
 		if err != nil {
 			return nil, sip.StatusServiceUnavailable, "Unresolvable Request-URI"
 		}
 		return []target{t}, 0, ""
 	}
 	if sr, ok := p.matchRoute(ruri); ok {
-		return []target{sr.target(ruri)}, 0, ""
+		return p.routed(sr, ruri)
 	}
 	if p.defRoute != nil {
-		return []target{p.defRoute.target(ruri)}, 0, ""
+		return p.routed(*p.defRoute, ruri)
 	}
 	return nil, sip.StatusNotFound, "Not Found"
 }
 
 // uriTarget sends a request with Request-URI ruri toward next (the top
-// Route, or ruri itself), resolving a host name if needed.
-func uriTarget(ruri, next sip.Uri) (target, error) {
+// Route, or ruri itself), resolving a host name through the cache.
+func (p *Proxy) uriTarget(ruri, next sip.Uri) (target, error) {
 	tr := "udp"
 	if v, ok := next.UriParams.Get("transport"); ok && v != "" {
 		tr = strings.ToLower(v)
@@ -95,10 +93,8 @@ func uriTarget(ruri, next sip.Uri) (target, error) {
 	host := strings.Trim(next.Host, "[]")
 	a, err := netip.ParseAddr(host)
 	if err != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		ips, lerr := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-		if lerr != nil || len(ips) == 0 {
+		ips, lerr := p.dns.lookup(host)
+		if lerr != nil {
 			return target{}, fmt.Errorf("resolve %s: %w", host, lerr)
 		}
 		a = ips[0]
@@ -118,4 +114,15 @@ func bindingTarget(b Binding) (target, error) {
 		return target{}, errors.New("binding has no source address")
 	}
 	return target{ruri: u, dst: b.Received, transport: b.Transport, prefer: b.Local, reuseOnly: b.Transport == "tcp" && b.NAT, local: true}, nil
+}
+
+// routed is a static route's target, or 503 when its host does not
+// resolve (in time).
+func (p *Proxy) routed(r staticRoute, ruri sip.Uri) ([]target, int, string) {
+	t, err := p.uriTarget(ruri, r.to)
+	if err != nil {
+		p.log.Info("route not resolved", "ruri", ruri.String(), "err", err)
+		return nil, sip.StatusServiceUnavailable, "Unresolvable Route"
+	}
+	return []target{t}, 0, ""
 }

@@ -33,6 +33,7 @@ bench: build
 	$(GO) build -o bin/relaybench ./cmd/relaybench
 	./bin/relaybench -steps 50,100,250,500,750 $$(command -v rtpengine >/dev/null && echo -ng)
 	./scripts/bench-sip.sh 12000 1000 2000
+	./scripts/bench-ramp.sh 200,400,600,800,1000,1200,1600 10 2000
 
 # Each fuzz target for FUZZTIME (default 20s).
 FUZZTIME ?= 20s

@@ -76,7 +76,10 @@ type Config struct {
 	// AckTimeout ends a dialog whose 2xx got no ACK this long (64×T1, RFC
 	// 3261 §13.3.1.4) with BYEs both ways; 0 = never.
 	AckTimeout time.Duration
-	Log        *slog.Logger
+	// EarlyTimeout bounds a dialog restored while early (ringing when
+	// sipanchor stopped) from its INVITE on; 0 = 3 minutes (timer C).
+	EarlyTimeout time.Duration
+	Log          *slog.Logger
 	// DB keeps confirmed dialogs across restarts and the call records;
 	// nil keeps nothing.
 	DB *sql.DB
@@ -133,6 +136,7 @@ type Manager struct {
 	mu      sync.Mutex
 	dialogs map[string]*Dialog
 	wg      sync.WaitGroup
+	stop    chan struct{} // closed by Shutdown: timers stop waiting
 
 	answered, unanswered, timeouts, noACK atomic.Uint64
 	disabled                              atomic.Bool // relay node disabled: new calls are not engaged
@@ -150,7 +154,7 @@ func NewManager(engine relay.Engine, cfg Config) *Manager {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{engine: engine, cfg: cfg, log: cfg.Log, dialogs: map[string]*Dialog{}}
+	m := &Manager{engine: engine, cfg: cfg, log: cfg.Log, dialogs: map[string]*Dialog{}, stop: make(chan struct{})}
 	if cfg.DB != nil {
 		m.writes = make(chan dbWrite, 4096)
 		m.flushed = make(chan struct{})
@@ -187,6 +191,7 @@ type Dialog struct {
 	flags     [2]relay.LegFlags        // caller, callee
 	set       string                   // relay set of the call
 	lateOffer bool                     // the INVITE had no SDP: the 2xx offers, the ACK answers
+	offer     []byte                   // the initial INVITE's SDP as received
 	branches  map[string]relay.Session // branches holding a relay session
 	early     map[string]string        // early dialogs: callee's tag → branch
 	earlyOA   map[string]*exchange     // per branch: an offer in a reliable 18x, answered in the PRACK
@@ -263,6 +268,10 @@ type InviteInfo struct {
 	NAT bool
 	// Set is the relay set chosen for the call ("" = default).
 	Set string
+	// CallerRoutes is the route set toward the caller (the INVITE's
+	// Record-Routes), kept so that a dialog restored while early can still
+	// reach the caller.
+	CallerRoutes []string
 }
 
 // Begin creates the dialog of an initial INVITE and decides whether it is
@@ -289,6 +298,8 @@ func (m *Manager) Begin(in InviteInfo) *Dialog {
 	}
 	d.src[0] = in.Source
 	d.set = in.Set
+	d.offer = in.SDP
+	d.caller.Routes = in.CallerRoutes
 	switch m.cfg.Engage {
 	case EngageAlways:
 		d.engaged = true
@@ -352,7 +363,9 @@ func (d *Dialog) confirm(ctx context.Context, branch string, callee Party, calle
 	d.answered = time.Now()
 	d.branch = branch
 	d.callee = callee
-	d.caller.Routes = callerRoutes
+	if len(callerRoutes) > 0 {
+		d.caller.Routes = callerRoutes
+	}
 	d.confirmMedia(ctx, branch, initialSDP, answerSDP)
 	d.m.armLifetime(d)
 	d.m.armAckWait(d)
@@ -478,6 +491,17 @@ func (m *Manager) remove(d *Dialog) {
 
 // Wait waits for background work (timers, BYEs in flight).
 func (m *Manager) Wait() { m.wg.Wait() }
+
+// Shutdown makes the dialogs' timers (lifetime, ACK wait, early deadline)
+// stop waiting, so that Wait returns: the dialogs stay saved, and a
+// restart re-arms their deadlines from what is stored.
+func (m *Manager) Shutdown() {
+	select {
+	case <-m.stop:
+	default:
+		close(m.stop)
+	}
+}
 
 // Info is a snapshot of a dialog for the control plane.
 type Info struct {

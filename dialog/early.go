@@ -31,6 +31,7 @@ func (d *Dialog) offerBranch(ctx context.Context, branch string, sdp []byte) ([]
 	}
 	if rep.Session != nil {
 		d.branches[branch] = rep.Session
+		d.m.persistNow(d) // before the INVITE with our relay SDP leaves
 	}
 	return rep.SDP, nil
 }
@@ -182,6 +183,7 @@ func (m *Manager) armLifetime(d *Dialog) {
 		case <-t.C:
 			m.terminate(d, "dialog lifetime reached")
 		case <-d.done:
+		case <-m.stop:
 		}
 	})
 }
@@ -206,6 +208,7 @@ func (m *Manager) armAckWait(d *Dialog) {
 			m.terminate(d, noACKReason)
 		case <-d.acked:
 		case <-d.done:
+		case <-m.stop:
 		}
 	})
 }

@@ -47,7 +47,11 @@ func (d *Dialog) OnInitialResponse(ctx context.Context, r InitialResponse) ([]by
 	}
 	body, err := d.branchResponse(ctx, r.Branch, r.Code, r.ToTag, r.Source, r.SDP)
 	if r.Code >= 200 {
-		d.confirm(ctx, r.Branch, r.Callee, r.CallerRoutes, r.Offer, r.SDP)
+		offer := r.Offer
+		if offer == nil {
+			offer = d.offer // a dialog restored while early
+		}
+		d.confirm(ctx, r.Branch, r.Callee, r.CallerRoutes, offer, r.SDP)
 	}
 	return body, err
 }

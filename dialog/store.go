@@ -3,6 +3,7 @@ package dialog
 import (
 	"context"
 	"encoding/json"
+	"net/netip"
 	"time"
 
 	"sipanchor/relay"
@@ -28,6 +29,14 @@ type record struct {
 	Offset   [2]uint32         `json:"offset,omitempty"`
 	Moves    int               `json:"moves,omitempty"`
 	Media    json.RawMessage   `json:"media,omitempty"`
+	// A dialog saved while early (its INVITE forwarded with our relay SDP,
+	// no 2xx yet): each branch's relay session, and what the 2xx needs.
+	Early     bool                       `json:"early,omitempty"`
+	Branches  map[string]json.RawMessage `json:"branches,omitempty"`
+	LateOffer bool                       `json:"late_offer,omitempty"`
+	Offer     []byte                     `json:"offer,omitempty"`
+	Set       string                     `json:"set,omitempty"`
+	Src       [2]netip.AddrPort          `json:"src"`
 }
 
 // dbWrite is one queued change: a dialog row to save, or an ended dialog
@@ -167,16 +176,26 @@ func (m *Manager) persist(d *Dialog) { m.save(d, false) }
 func (m *Manager) persistNow(d *Dialog) { m.save(d, true) }
 
 func (m *Manager) save(d *Dialog, wait bool) {
-	if m.cfg.DB == nil || d.state != StateConfirmed || d.ended {
+	if m.cfg.DB == nil || d.ended || !d.worthSaving() {
 		return
 	}
 	rec := record{CallID: d.callID, Caller: d.caller, Callee: d.callee, Branch: d.branch, Engaged: d.engaged,
-		Created: d.created, Answered: d.answered, Flags: d.flags, Accepted: d.accepted, Offset: d.offset, Moves: d.moves}
+		Created: d.created, Answered: d.answered, Flags: d.flags, Accepted: d.accepted, Offset: d.offset, Moves: d.moves,
+		Early: d.state == StateEarly, LateOffer: d.lateOffer, Offer: d.offer, Set: d.set, Src: d.src}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if p, ok := m.engine.(relay.Persister); ok && d.engaged && d.session != nil {
-		if st, err := p.Export(ctx, d.req(d.branch, relay.Caller, nil).Key); err == nil {
-			rec.Media = st
+	if p, ok := m.engine.(relay.Persister); ok && d.engaged {
+		if rec.Early {
+			rec.Branches = map[string]json.RawMessage{}
+			for b := range d.branches {
+				if st, err := p.Export(ctx, d.req(b, relay.Caller, nil).Key); err == nil {
+					rec.Branches[b] = st
+				}
+			}
+		} else if d.session != nil {
+			if st, err := p.Export(ctx, d.req(d.branch, relay.Caller, nil).Key); err == nil {
+				rec.Media = st
+			}
 		}
 	}
 	data, err := json.Marshal(rec)
@@ -250,6 +269,12 @@ func (m *Manager) Load(ctx context.Context) (int, error) {
 			flags: rec.Flags, accepted: rec.Accepted, branches: map[string]relay.Session{}, pending: map[string]*exchange{},
 			early: map[string]string{}, earlyOA: map[string]*exchange{},
 			offset: rec.Offset, moves: rec.Moves, done: make(chan struct{}), acked: make(chan struct{}),
+			lateOffer: rec.LateOffer, offer: rec.Offer, set: rec.Set, src: rec.Src,
+		}
+		if rec.Early {
+			m.restoreEarly(ctx, d, rec)
+			n++
+			continue
 		}
 		if p, ok := m.engine.(relay.Persister); ok && rec.Engaged && len(rec.Media) > 0 {
 			s, err := p.Import(ctx, d.req(d.branch, relay.Caller, nil).Key, rec.Media)

@@ -71,7 +71,7 @@ func (p *Proxy) engage(req *sip.Request) (*anchor, int, string) {
 			FromURI: "<" + req.From().Address.String() + ">", ToURI: "<" + req.To().Address.String() + ">",
 			Contact: contact, CSeq: cseq, SDP: req.Body(), Source: src,
 			NAT: contact != "" && strings.Contains(contact, aliasParam+"=") || sdpPrivate(req.Body()),
-			Set: p.relaySet(req.Recipient),
+			Set: p.relaySet(req.Recipient), CallerRoutes: p.routesToCaller(req),
 		})
 		return &anchor{d: d, initial: true, method: "INVITE", cseq: cseq, offer: req.Body()}, 0, ""
 	}
@@ -468,4 +468,37 @@ func (p *Proxy) Move(ctx context.Context, callID string, flags *[2]relay.LegFlag
 	}
 	p.log.Info("call moved to new relay ports", "call_id", callID)
 	return nil
+}
+
+// anchorStray gives a 2xx that matches no transaction to its dialog when
+// that dialog is still early: the INVITE was forwarded before a restart,
+// and the dialog was restored with its relay sessions. The 2xx is then
+// answered by the relay like any other (up's SDP rewritten) and confirms
+// the dialog.
+func (p *Proxy) anchorStray(res, up *sip.Response) {
+	if p.dialogs == nil {
+		return
+	}
+	fromTag, _ := res.From().Params.Get("tag")
+	d, ok := p.dialogs.Get(callID(res), fromTag)
+	if !ok || !d.Early() {
+		return
+	}
+	branchID, _ := res.Via().Params.Get("branch")
+	src, _ := netip.ParseAddrPort(res.Source())
+	toTag, _ := res.To().Params.Get("tag")
+	contact := ""
+	if c := up.Contact(); c != nil {
+		contact = c.Address.String()
+	}
+	body, err := d.OnInitialResponse(context.Background(), dialog.InitialResponse{
+		Branch: branchID, Code: res.StatusCode, ToTag: toTag, Source: src, SDP: res.Body(),
+		Callee: dialog.Party{URI: "<" + res.To().Address.String() + ">", Tag: toTag, Contact: contact, Routes: p.routesToCallee(res)},
+	})
+	if err != nil {
+		p.log.Warn("relay answer of a 2xx after a restart failed; SDP passed on unchanged", "call_id", callID(res), "err", err)
+		return
+	}
+	setBody(up, body)
+	p.log.Info("early dialog answered after a restart", "call_id", callID(res))
 }

@@ -477,6 +477,7 @@ func (p *Proxy) strayResponse(res *sip.Response) {
 		return
 	}
 	addAlias(up, res.Source(), strings.ToLower(res.Transport())) // as upstreamOf does
+	p.anchorStray(res, up)
 	if err := p.sendStateless(up); err != nil {
 		p.log.Debug("stray response not relayed", "call_id", callID(res), "status", res.StatusCode, "err", err)
 	}

@@ -167,3 +167,36 @@ func TestKill9RightAfterTheAnswer(t *testing.T) {
 	alice.recv("200 to BYE", isResponse(200, "BYE"))
 	p.waitIdle("after BYE")
 }
+
+// TestKill9WhileRingingKeepsTheRelay: an anchored call rings when
+// sipanchor is killed (-9) and restarted. The early dialog and its relay
+// session were on disk before the INVITE left, so the callee's 200 (which
+// no transaction of the new process knows) is answered by the same relay:
+// the caller is given the relay ports, and media flows both ways.
+func TestKill9WhileRingingKeepsTheRelay(t *testing.T) {
+	p := startProxy(t, "")
+	alice, bob := newUA(t, "alice", "127.0.0.2", p, "192.168.1.60"), newUA(t, "bob", "127.0.0.3", p, "192.168.1.50")
+	c := &anchoredCall{alice: alice, bob: bob, aRTP: newRTP(t, "127.0.0.2"), bRTP: newRTP(t, "127.0.0.3")}
+	bob.register(600)
+	c.dc = alice.inviteSDP("sip:bob@example.test", sdpWith(c.aRTP.port(), ""))
+	inv := bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+	c.toBob = mediaOf(t, inv.Body())
+	bob.answer(inv, 180, "Ringing", "bobtag")
+	alice.recv("180", isResponse(180, "INVITE"))
+	p.kill9()
+	p.start()
+	c.dd = bob.answerSDP(inv, "bobtag", sdpWith(c.bRTP.port(), ""))
+	ok := alice.recv("200 relayed after the restart", isResponse(200, "INVITE")).(*sip.Response)
+	c.toAlice = mediaOf(t, ok.Body())
+	if c.toAlice.Addr().String() != "127.0.0.1" {
+		t.Fatalf("the 200 after the restart gave the caller %s, not sipanchor's relay:\n%s", c.toAlice, ok.Body())
+	}
+	c.dc.confirmed(ok)
+	alice.request(c.dc, "ACK")
+	bob.recv("ACK", isRequest("ACK"))
+	c.twoWay(t, 'r')
+	bob.request(c.dd, "BYE")
+	alice.okTo(alice.recv("BYE", isRequest("BYE")))
+	bob.recv("200 to BYE", isResponse(200, "BYE"))
+	p.waitIdle("after BYE")
+}

@@ -281,6 +281,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if client != nil {
 		client.Close() // likewise for calls on rtpengine nodes
 	}
+	dialogs.Shutdown() // timers stop; the dialogs stay saved for the restart
 	dialogs.Wait()
 	dialogs.Close() // flushes the dialog store before the database closes
 	if api != nil {

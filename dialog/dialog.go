@@ -126,9 +126,10 @@ type Manager struct {
 	log    *slog.Logger
 	end    atomic.Pointer[Ender] // set by the SIP layer; watchers may already run
 
-	mu      sync.Mutex
-	dialogs map[string]*Dialog
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	dialogs  map[string]*Dialog
+	bySource map[netip.Addr]int // dialogs by the caller's source IP
+	wg       sync.WaitGroup
 
 	answered, unanswered, timeouts atomic.Uint64
 	disabled                       atomic.Bool // relay node disabled: new calls are not engaged
@@ -146,7 +147,7 @@ func NewManager(engine relay.Engine, cfg Config) *Manager {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{engine: engine, cfg: cfg, log: cfg.Log, dialogs: map[string]*Dialog{}}
+	m := &Manager{engine: engine, cfg: cfg, log: cfg.Log, dialogs: map[string]*Dialog{}, bySource: map[netip.Addr]int{}}
 	if cfg.DB != nil {
 		m.writes = make(chan dbWrite, 4096)
 		m.flushed = make(chan struct{})
@@ -234,6 +235,20 @@ func (m *Manager) Count() int {
 	return len(m.dialogs)
 }
 
+// CountFrom is the number of live dialogs whose caller sent its INVITE
+// from a.
+func (m *Manager) CountFrom(a netip.Addr) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.bySource[a.Unmap()]
+}
+
+// add makes d live under k. Call with m.mu held.
+func (m *Manager) add(k string, d *Dialog) {
+	m.dialogs[k] = d
+	m.bySource[d.src[0].Addr().Unmap()]++
+}
+
 // All lists the live dialogs.
 func (m *Manager) All() []*Dialog {
 	m.mu.Lock()
@@ -297,7 +312,7 @@ func (m *Manager) Begin(in InviteInfo) *Dialog {
 		// The 2xx will offer, the ACK answer.
 		d.pending[d.inviteTx] = &exchange{requester: relay.Caller}
 	}
-	m.dialogs[k] = d
+	m.add(k, d)
 	d.log.Info("dialog started", "engaged", d.engaged, "late_offer", d.lateOffer)
 	m.emit(d, "call.start", "")
 	return d
@@ -465,6 +480,10 @@ func (m *Manager) remove(d *Dialog) {
 	m.mu.Lock()
 	if m.dialogs[key(d.callID, d.caller.Tag)] == d {
 		delete(m.dialogs, key(d.callID, d.caller.Tag))
+		a := d.src[0].Addr().Unmap()
+		if m.bySource[a]--; m.bySource[a] <= 0 {
+			delete(m.bySource, a)
+		}
 	}
 	m.mu.Unlock()
 }

@@ -310,3 +310,45 @@ func TestCPSLimitAnswers503(t *testing.T) {
 	}
 	t.Fatalf("5 INVITEs in a row with max_cps = 2: %v, want a 503", codes)
 }
+
+// closedWithin reports whether u's connection is closed by the proxy
+// within d, and how many responses came before.
+func (u *ua) closedWithin(d time.Duration) (bool, int) {
+	n := 0
+	deadline := time.After(d)
+	for {
+		select {
+		case m, ok := <-u.in:
+			if !ok {
+				return true, n
+			}
+			if _, ok := m.(*sip.Response); ok {
+				n++
+			}
+		case <-deadline:
+			return false, n
+		}
+	}
+}
+
+// TestTCPFlooderIsBanned: over TCP the request past max_requests closes
+// the flooder's connection, and a new connection from it is closed at once.
+func TestTCPFlooderIsBanned(t *testing.T) {
+	p := startProxy(t, "[limits]\nmax_requests = 5\n")
+	u := newTCPUA(t, "tcpflood", "127.0.0.10", p, "127.0.0.10")
+	for i := range 20 {
+		u.send(fmt.Sprintf("OPTIONS sip:nobody@example.test SIP/2.0\n%s\nMax-Forwards: 70\nFrom: <sip:f@example.test>;tag=%d\nTo: <sip:nobody@example.test>\nCall-ID: tcpflood-%d\nCSeq: 1 OPTIONS\n\n",
+			u.via(randTag()), i, i))
+	}
+	closed, answered := u.closedWithin(5 * time.Second)
+	if !closed || answered > 5 {
+		t.Fatalf("flooder's connection closed %v after %d answers; want closed, at most 5 answered", closed, answered)
+	}
+	if !banned(p.bans(), "127.0.0.10") {
+		t.Fatalf("127.0.0.10 not banned: %+v", p.bans())
+	}
+	again := newTCPUA(t, "tcpflood2", "127.0.0.10", p, "127.0.0.10")
+	if closed, n := again.closedWithin(3 * time.Second); !closed || n != 0 {
+		t.Errorf("a banned source's new connection: closed %v, %d answers; want closed at once", closed, n)
+	}
+}

@@ -61,7 +61,9 @@ type callLimits struct {
 }
 
 // admit takes a new call from src on, or says which limit it hits and the
-// Retry-After to answer with. A call taken on holds a pending slot until
+// Retry-After to answer with. Calls are counted as the dialog layer has
+// them when the INVITE arrives: INVITEs arriving together may pass
+// max_calls by the few still pending (max_pending_invites bounds those). A call taken on holds a pending slot until
 // release is called (it may be called more than once).
 func (l *callLimits) admit(src netip.Addr, now time.Time) (release func(), hit Limit, retry string) {
 	if l.maxPending > 0 {

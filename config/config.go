@@ -32,6 +32,7 @@ type Config struct {
 	NAT       NAT       `toml:"nat"`
 	Routes    []Route   `toml:"route"`
 	Peers     []Peer    `toml:"peer"`
+	Limits    Limits    `toml:"limits"`
 	Relay     Relay     `toml:"relay"`
 	NG        NG        `toml:"ng"`
 	Media     Media     `toml:"media"`
@@ -62,6 +63,23 @@ type Peer struct {
 
 	// Prefixes is Networks parsed; filled by Validate.
 	Prefixes []netip.Prefix `toml:"-"`
+}
+
+// Limits is the [limits] table: flood protection per source address (like
+// Kamailio's pike) and the limits on new calls.
+type Limits struct {
+	// A source sending more than MaxRequests requests within Window is
+	// banned for BanTime: everything it sends is dropped unread.
+	Window      Duration `toml:"window"`
+	MaxRequests int      `toml:"max_requests"`
+	BanTime     Duration `toml:"ban_time"`
+	MaxSources  int      `toml:"max_sources"`
+
+	MaxCalls          int      `toml:"max_calls"`
+	MaxCallsPerSource int      `toml:"max_calls_per_source"`
+	MaxCPS            int      `toml:"max_cps"`
+	MaxPendingInvites int      `toml:"max_pending_invites"`
+	RetryAfter        Duration `toml:"retry_after"`
 }
 
 // SIP is the [sip] table.

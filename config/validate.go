@@ -253,6 +253,29 @@ func (c *Config) validate(lines positions, file string) error {
 		}
 	}
 
+	lim := c.Limits
+	if lim.Window.Duration < 100*time.Millisecond || lim.Window.Duration > time.Hour {
+		bad("limits.window", "must be 100ms..1h, got %s", lim.Window.Duration)
+	}
+	if lim.BanTime.Duration < time.Second {
+		bad("limits.ban_time", "must be at least 1s, got %s", lim.BanTime.Duration)
+	}
+	if lim.MaxSources < 64 {
+		bad("limits.max_sources", "must be at least 64, got %d", lim.MaxSources)
+	}
+	for _, k := range []struct {
+		key string
+		v   int
+	}{{"limits.max_requests", lim.MaxRequests}, {"limits.max_calls", lim.MaxCalls}, {"limits.max_calls_per_source", lim.MaxCallsPerSource},
+		{"limits.max_cps", lim.MaxCPS}, {"limits.max_pending_invites", lim.MaxPendingInvites}} {
+		if k.v < 0 {
+			bad(k.key, "must not be negative (0 = no limit), got %d", k.v)
+		}
+	}
+	if ra := lim.RetryAfter.Duration; ra < time.Second || ra%time.Second != 0 {
+		bad("limits.retry_after", "must be whole seconds, at least 1s, got %s", ra)
+	}
+
 	m := c.Media
 	switch {
 	case m.PortMin < 1 || m.PortMin > 65535:

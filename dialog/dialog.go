@@ -133,10 +133,11 @@ type Manager struct {
 	log    *slog.Logger
 	end    atomic.Pointer[Ender] // set by the SIP layer; watchers may already run
 
-	mu      sync.Mutex
-	dialogs map[string]*Dialog
-	wg      sync.WaitGroup
-	stop    chan struct{} // closed by Shutdown: timers stop waiting
+	mu       sync.Mutex
+	dialogs  map[string]*Dialog
+	bySource map[netip.Addr]int // dialogs by the caller's source IP
+	wg       sync.WaitGroup
+	stop     chan struct{} // closed by Shutdown: timers stop waiting
 
 	answered, unanswered, timeouts, noACK atomic.Uint64
 	disabled                              atomic.Bool // relay node disabled: new calls are not engaged
@@ -154,7 +155,7 @@ func NewManager(engine relay.Engine, cfg Config) *Manager {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{engine: engine, cfg: cfg, log: cfg.Log, dialogs: map[string]*Dialog{}, stop: make(chan struct{})}
+	m := &Manager{engine: engine, cfg: cfg, log: cfg.Log, dialogs: map[string]*Dialog{}, bySource: map[netip.Addr]int{}, stop: make(chan struct{})}
 	if cfg.DB != nil {
 		m.writes = make(chan dbWrite, 4096)
 		m.flushed = make(chan struct{})
@@ -244,6 +245,20 @@ func (m *Manager) Count() int {
 	return len(m.dialogs)
 }
 
+// CountFrom is the number of live dialogs whose caller sent its INVITE
+// from a.
+func (m *Manager) CountFrom(a netip.Addr) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.bySource[a.Unmap()]
+}
+
+// add makes d live under k. Call with m.mu held.
+func (m *Manager) add(k string, d *Dialog) {
+	m.dialogs[k] = d
+	m.bySource[d.src[0].Addr().Unmap()]++
+}
+
 // All lists the live dialogs.
 func (m *Manager) All() []*Dialog {
 	m.mu.Lock()
@@ -314,7 +329,7 @@ func (m *Manager) Begin(in InviteInfo) *Dialog {
 		// The 2xx will offer, the ACK answer.
 		d.pending[d.inviteTx] = &exchange{requester: relay.Caller}
 	}
-	m.dialogs[k] = d
+	m.add(k, d)
 	d.log.Info("dialog started", "engaged", d.engaged, "late_offer", d.lateOffer)
 	m.emit(d, "call.start", "")
 	return d
@@ -485,6 +500,10 @@ func (m *Manager) remove(d *Dialog) {
 	m.mu.Lock()
 	if m.dialogs[key(d.callID, d.caller.Tag)] == d {
 		delete(m.dialogs, key(d.callID, d.caller.Tag))
+		a := d.src[0].Addr().Unmap()
+		if m.bySource[a]--; m.bySource[a] <= 0 {
+			delete(m.bySource, a)
+		}
 	}
 	m.mu.Unlock()
 }

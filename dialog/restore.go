@@ -42,7 +42,7 @@ func (m *Manager) restoreEarly(ctx context.Context, d *Dialog, rec record) {
 		}
 	}
 	m.mu.Lock()
-	m.dialogs[key(d.callID, d.caller.Tag)] = d
+	m.add(key(d.callID, d.caller.Tag), d)
 	m.mu.Unlock()
 	limit := m.cfg.EarlyTimeout
 	if limit <= 0 {

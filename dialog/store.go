@@ -288,7 +288,7 @@ func (m *Manager) Load(ctx context.Context) (int, error) {
 		}
 		m.armLifetime(d)
 		m.mu.Lock()
-		m.dialogs[key(d.callID, d.caller.Tag)] = d
+		m.add(key(d.callID, d.caller.Tag), d)
 		m.mu.Unlock()
 		n++
 	}

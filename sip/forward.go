@@ -38,7 +38,7 @@ type branchEvent struct {
 // proxy forwards req to every target in parallel and relays the responses
 // upstream: provisionals as they come, every 2xx, or else the best final
 // response once all branches have ended (RFC 3261 §16.7).
-func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []target, loopHash string, a *anchor, cw *cancelWatch) {
+func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []target, loopHash string, a *anchor, cw *cancelWatch, forwarded func()) {
 	start := time.Now()
 	log := p.log.With("call_id", callID(req), "method", string(req.Method))
 	in := p.inbound(req, stx)
@@ -60,6 +60,7 @@ func (p *Proxy) proxy(req *sip.Request, stx sip.ServerTransaction, targets []tar
 		branches = append(branches, b)
 		go relayBranch(b, events)
 	}
+	forwarded() // no longer pending: the relay has offered, the branches are out
 	if len(branches) == 0 {
 		if cw.cancelled() {
 			a.failed("cancelled")

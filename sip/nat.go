@@ -91,6 +91,7 @@ func (p *Proxy) sweep(ctx context.Context) {
 			return
 		case now := <-tick.C:
 			p.flows.expire(now)
+			p.pike.sweep(now)
 			if p.auth != nil {
 				p.auth.counts.prune(now)
 			}

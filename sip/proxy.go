@@ -57,6 +57,8 @@ type Proxy struct {
 
 	flows     *flows       // which listener each source address came in on
 	dns       *resolver    // next-hop host names, cached, off the request path
+	pike      *pike        // flood bans by source address
+	limits    *callLimits  // new calls: at once, per second, in progress
 	malformed atomic.Int64 // datagrams dropped or answered 400 before the transaction layer
 	metrics   *Metrics
 	wg        sync.WaitGroup
@@ -77,6 +79,17 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		p.domains[d] = true
 	}
 	p.peers = cfg.Peers
+	var trusted []netip.Prefix
+	for _, pe := range cfg.Peers {
+		trusted = append(trusted, pe.Prefixes...)
+	}
+	lim := cfg.Limits
+	p.pike = newPike(lim.Window.Duration, lim.BanTime.Duration, lim.MaxRequests, lim.MaxSources, trusted, o.Log)
+	var calls callCounter
+	if o.Dialogs != nil {
+		calls = o.Dialogs
+	}
+	p.limits = newCallLimits(lim.MaxCalls, lim.MaxCallsPerSource, lim.MaxCPS, lim.MaxPendingInvites, lim.RetryAfter.Duration, calls)
 	for i, r := range cfg.Routes {
 		sr, err := parseRoute(r.Match, r.To)
 		if err != nil {
@@ -131,7 +144,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 			filter.sockets[l.pc.LocalAddr().String()] = l.pc
 		}
 		if l.ln != nil {
-			l.ln = &screenListener{Listener: l.ln, parser: filter.parser, bad: p.badDatagram}
+			l.ln = &screenListener{Listener: l.ln, parser: filter.parser, bad: p.badDatagram, admit: p.admitStream, refuse: p.bannedConn}
 		}
 	}
 
@@ -142,6 +155,10 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		sipgo.WithUserAgent("sipanchor"),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerReadFilter(func(props sip.TransportReadProps, data []byte) ([]byte, error) {
+				// A banned source costs a map lookup, nothing more.
+				if props.Transport == "UDP" && !p.admitDatagram(props.RemoteAddr, data) {
+					return nil, nil
+				}
 				p.learnRead(props)
 				return filter.filter(props, data)
 			}),
@@ -339,6 +356,15 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
+	forwarded := func() {}
+	if req.IsInvite() && !inDialog(req) {
+		release, ok := p.admitCall(req, tx)
+		if !ok {
+			return
+		}
+		defer release()
+		forwarded = release
+	}
 	// From here on a CANCEL of this INVITE is seen, whatever step the
 	// INVITE is at: sipgo answers it with a 487 at once.
 	cw := watchCancel(req, tx)
@@ -401,7 +427,7 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		// The relay sessions go before sipgo sends the 487.
 		cw.onCancel(func() { a.d.Cancel(context.Background()) })
 	}
-	p.proxy(req, tx, targets, loopHash, a, cw)
+	p.proxy(req, tx, targets, loopHash, a, cw, forwarded)
 }
 
 // mustAuthenticate: out-of-dialog requests claiming to come from a local

@@ -343,14 +343,24 @@ type screenListener struct {
 	net.Listener
 	parser *sip.Parser
 	bad    func(reason string, src net.Addr)
+	// admit is the flood check of each message (false: drop it and end
+	// the connection); refuse, of a new connection (true: close it).
+	admit  func(src net.Addr, msg []byte) bool
+	refuse func(src net.Addr) bool
 }
 
 func (l *screenListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.refuse != nil && l.refuse(c.RemoteAddr()) {
+			c.Close()
+			continue
+		}
+		return &screenConn{Conn: c, l: l}, nil
 	}
-	return &screenConn{Conn: c, l: l}, nil
 }
 
 // screenConn is one accepted connection; only sipgo's reader calls Read.
@@ -420,6 +430,11 @@ func (c *screenConn) frame() bool {
 		return false
 	}
 	msg := c.in[:c.size]
+	if c.l.admit != nil && !c.l.admit(c.RemoteAddr(), msg) {
+		c.in, c.size, c.scanned = nil, 0, 0
+		c.err = io.EOF // sipgo closes the connection
+		return true
+	}
 	if r := screen(c.l.parser, msg, true); r != nil {
 		c.l.bad(r.reason, c.RemoteAddr())
 		if r.reply != nil {

@@ -28,6 +28,8 @@ const ctlUsage = `usage: sipanchor ctl [--api URL] [--token TOKEN] [--json] COMM
   relay enable|disable NODE
   reload                   reload relay nodes
   stats                    health and counters
+  bans                     sources banned for flooding
+  unban IP                 lift a source's ban
   user add|del|list ...    digest users (works on the database, see -c)
 --api defaults to $SIPANCHOR_API or http://127.0.0.1:8080, --token to $SIPANCHOR_TOKEN.
 `
@@ -116,6 +118,14 @@ func cmdCtlAPI(args []string, stdout, stderr io.Writer) int {
 		method, path = "POST", "/api/v1/relays/reload"
 	case "stats":
 		method, path = "GET", "/api/v1/health"
+	case "bans":
+		method, path, show = "GET", "/api/v1/bans", showTable("IP", "SINCE", "UNTIL", "REQUESTS", "DROPPED")
+	case "unban":
+		ip, ok := arg(1, "IP")
+		if !ok {
+			return 2
+		}
+		method, path = "DELETE", "/api/v1/bans/"+url.PathEscape(ip)
 	default:
 		fmt.Fprintf(stderr, "sipanchor ctl: unknown command %q\n%s", rest[0], ctlUsage)
 		return 2

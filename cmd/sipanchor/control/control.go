@@ -30,6 +30,7 @@ type Deps struct {
 	Relay   RelayEngine // the engine in use
 	Events  *Events
 	Log     *slog.Logger
+	Bans    BanList // flood bans; nil = none kept
 	// ReloadRelays re-reads the relay node table; nil when the engine has
 	// none.
 	ReloadRelays func() (int, error)
@@ -71,6 +72,8 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("POST /api/v1/relays/{node}/{action}", a.relayAction)
 	mux.HandleFunc("POST /api/v1/relays/reload", a.reload)
 	mux.HandleFunc("GET /api/v1/events", a.events)
+	mux.HandleFunc("GET /api/v1/bans", a.bans)
+	mux.HandleFunc("DELETE /api/v1/bans/{ip}", a.unban)
 	mux.HandleFunc("GET /metrics", a.metrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)

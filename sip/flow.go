@@ -18,6 +18,14 @@ import (
 // dialogs keep their listener too (prefer); this covers everything else
 // that names a source address: Contact aliases, Via received/rport.
 type flows struct {
+	shards [flowShards]flowShard
+}
+
+// flowShards spreads the table over independent locks: every datagram
+// read learns its flow, and one lock would serialise all the readers.
+const flowShards = 64
+
+type flowShard struct {
 	mu  sync.Mutex
 	m   map[flowKey]flowEntry
 	max int
@@ -42,39 +50,60 @@ const flowIdle = time.Hour
 // requests fall back to the listener choice by address.
 const maxFlows = 1 << 18
 
-func newFlows() *flows { return &flows{m: map[flowKey]flowEntry{}, max: maxFlows} }
+func newFlows() *flows {
+	f := &flows{}
+	for i := range f.shards {
+		f.shards[i] = flowShard{m: map[flowKey]flowEntry{}, max: maxFlows / flowShards}
+	}
+	return f
+}
+
+func (f *flows) shard(remote netip.AddrPort) *flowShard {
+	a := remote.Addr().As16()
+	h := uint32(remote.Port())
+	for _, b := range a {
+		h = h*31 + uint32(b)
+	}
+	return &f.shards[h%flowShards]
+}
 
 // learn records that a message from remote arrived on l.
 func (f *flows) learn(transport string, remote netip.AddrPort, l *listener, now time.Time) {
-	k := flowKey{transport, netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if e, ok := f.m[k]; ok {
+	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	k := flowKey{transport, remote}
+	s := f.shard(remote)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[k]; ok {
 		if e.l != l || now.Sub(e.seen) > time.Second {
-			f.m[k] = flowEntry{l, now}
+			s.m[k] = flowEntry{l, now}
 		}
 		return
 	}
-	if len(f.m) < f.max {
-		f.m[k] = flowEntry{l, now}
+	if len(s.m) < s.max {
+		s.m[k] = flowEntry{l, now}
 	}
 }
 
 // lookup is the listener remote's messages last came in on, if known.
 func (f *flows) lookup(transport string, remote netip.AddrPort) *listener {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.m[flowKey{transport, remote}].l
+	s := f.shard(remote)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[flowKey{transport, remote}].l
 }
 
 // expire forgets flows idle since before now-flowIdle.
 func (f *flows) expire(now time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for k, e := range f.m {
-		if now.Sub(e.seen) > flowIdle {
-			delete(f.m, k)
+	for i := range f.shards {
+		s := &f.shards[i]
+		s.mu.Lock()
+		for k, e := range s.m {
+			if now.Sub(e.seen) > flowIdle {
+				delete(s.m, k)
+			}
 		}
+		s.mu.Unlock()
 	}
 }
 

@@ -100,6 +100,14 @@ type Registrar struct {
 	Auth           bool     `toml:"auth"`
 	Realm          string   `toml:"realm"`
 	AuthAlgorithms []string `toml:"auth_algorithms"`
+	// AllowNetworks lists the source networks REGISTERs are accepted
+	// from; empty = anywhere.
+	AllowNetworks []string `toml:"allow_networks"`
+	// MaxContacts bounds the bindings of one address-of-record.
+	MaxContacts int `toml:"max_contacts"`
+
+	// AllowPrefixes is AllowNetworks parsed; filled by Validate.
+	AllowPrefixes []netip.Prefix `toml:"-"`
 }
 
 // NAT is the [nat] table.

@@ -80,6 +80,8 @@ func TestLoadErrors(t *testing.T) {
 		{"empty port range", "[media]\nport_min = 30000\nport_max = 30000\n", "c.toml:3: media.port_max: range 30000..30000 is empty"},
 		{"odd port_min", "[media]\nport_min = 30001\n", "c.toml:2: media.port_min: must be even"},
 		{"expires inverted", "[registrar]\nmin_expires = 600\nmax_expires = 60\n", "c.toml:3: registrar.max_expires:"},
+		{"bad registrar allow_networks", "[registrar]\nauth = false\nallow_networks = [\"10.0.0.0/8\", \"phones\"]\n", "c.toml:3: registrar.allow_networks: \"phones\" is not a network"},
+		{"zero max_contacts", "[registrar]\nmax_contacts = 0\n", "c.toml:2: registrar.max_contacts: must be at least 1, got 0"},
 		{"public api without token", "[api]\nlisten = \"0.0.0.0:8080\"\n", "c.toml:2: api.listen:"},
 		{"no listeners", "[sip]\nlisten = []\n", "c.toml:2: sip.listen: at least one"},
 		{"bad log level", "[log]\nlevel = \"loud\"\n", "c.toml:2: log.level:"},
@@ -180,4 +182,22 @@ func FuzzParseListener(f *testing.F) {
 			t.Fatalf("ParseListener(%q) = %v without error", s, l)
 		}
 	})
+}
+
+func TestRegistrarAllowNetworksParsed(t *testing.T) {
+	c, err := Parse("c.toml", []byte("[registrar]\nallow_networks = [\"192.0.2.0/24\", \"198.51.100.7\", \"2001:db8::/32\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range c.Registrar.AllowPrefixes {
+		got = append(got, p.String())
+	}
+	want := []string{"192.0.2.0/24", "198.51.100.7/32", "2001:db8::/32"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("AllowPrefixes = %v, want %v", got, want)
+	}
+	if c.Registrar.MaxContacts != 10 {
+		t.Errorf("max_contacts default = %d, want 10", c.Registrar.MaxContacts)
+	}
 }

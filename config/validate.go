@@ -198,6 +198,19 @@ func (c *Config) validate(lines positions, file string) error {
 		bad("registrar.default_expires", "must be at least 1 (seconds), got %d", r.DefaultExpires)
 	}
 
+	if r.MaxContacts < 1 {
+		bad("registrar.max_contacts", "must be at least 1, got %d", r.MaxContacts)
+	}
+	c.Registrar.AllowPrefixes = nil
+	for _, n := range r.AllowNetworks {
+		pfx, err := ParseNetwork(n)
+		if err != nil {
+			bad("registrar.allow_networks", "%v", err)
+			continue
+		}
+		c.Registrar.AllowPrefixes = append(c.Registrar.AllowPrefixes, pfx)
+	}
+
 	if len(r.AuthAlgorithms) == 0 {
 		bad("registrar.auth_algorithms", "at least one algorithm is needed (SHA-256, MD5)")
 	}

@@ -59,7 +59,7 @@ func BenchmarkRegister(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r := &registrar{loc: loc, cfg: config.Registrar{MinExpires: 60, MaxExpires: 3600, DefaultExpires: 3600}, log: log, now: time.Now}
+	r := &registrar{loc: loc, cfg: config.Registrar{MinExpires: 60, MaxExpires: 3600, DefaultExpires: 3600, MaxContacts: 10}, log: log, now: time.Now}
 	src := regSource{addr: netip.MustParseAddrPort("127.0.0.2:5060"), transport: "udp", local: "udp:127.0.0.1:5060"}
 	b.ReportAllocs()
 	i := 0

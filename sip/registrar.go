@@ -32,7 +32,33 @@ type regSource struct {
 	local     string // listener key
 }
 
-var errOutOfOrder = errors.New("out-of-order REGISTER")
+var (
+	errOutOfOrder      = errors.New("out-of-order REGISTER")
+	errTooManyContacts = errors.New("too many contacts")
+)
+
+// allowed reports whether a REGISTER from addr may be processed at all:
+// [registrar] allow_networks, when set, lists where REGISTERs may come
+// from. Without it and without auth anyone could register, or remove,
+// anyone's contacts.
+func (r *registrar) allowed(addr netip.Addr) bool {
+	if len(r.cfg.AllowPrefixes) == 0 {
+		return true
+	}
+	a := addr.Unmap()
+	return slices.ContainsFunc(r.cfg.AllowPrefixes, func(p netip.Prefix) bool { return p.Contains(a) })
+}
+
+// live counts the bindings that have not expired at now.
+func live(bs []*Binding, now time.Time) int {
+	n := 0
+	for _, b := range bs {
+		if b.Expires.After(now) {
+			n++
+		}
+	}
+	return n
+}
 
 // register processes a REGISTER for a domain we serve and returns the
 // response to send.
@@ -42,6 +68,10 @@ func (r *registrar) register(ctx context.Context, req *sip.Request, src regSourc
 		return sip.NewResponseFromRequest(req, sip.StatusNotFound, "Address-of-record Not Valid", nil)
 	}
 	aor := aorOf(to.Address)
+	if !r.allowed(src.addr.Addr()) {
+		r.log.Warn("REGISTER from outside registrar.allow_networks refused", "aor", aor, "peer", src.addr.String(), "call_id", string(*req.CallID()))
+		return sip.NewResponseFromRequest(req, sip.StatusForbidden, "Forbidden", nil)
+	}
 	if r.auth != nil {
 		if res := r.auth.check(ctx, req, to.Address.User, strings.ToLower(to.Address.Host), false); res != nil {
 			return res
@@ -129,6 +159,7 @@ func (r *registrar) register(ctx context.Context, req *sip.Request, src regSourc
 			ua = h.Value()
 		}
 		bs, err = r.loc.update(ctx, aor, func(cur []*Binding) ([]*Binding, error) {
+			had := live(cur, now)
 			for _, ch := range changes {
 				i := slices.IndexFunc(cur, func(b *Binding) bool { return b.Contact == ch.contact })
 				if i >= 0 && cur[i].CallID == callID && cseq <= cur[i].CSeq {
@@ -151,6 +182,11 @@ func (r *registrar) register(ctx context.Context, req *sip.Request, src regSourc
 					cur = append(cur, b)
 				}
 			}
+			// A set already over the bound (max_contacts lowered) may still
+			// be refreshed or shrunk, never grown.
+			if n := live(cur, now); n > r.cfg.MaxContacts && n > had {
+				return nil, errTooManyContacts
+			}
 			return cur, nil
 		})
 		if err == nil {
@@ -163,6 +199,11 @@ func (r *registrar) register(ctx context.Context, req *sip.Request, src regSourc
 				}
 			}
 		}
+	}
+	if errors.Is(err, errTooManyContacts) {
+		r.log.Info("REGISTER refused: too many contacts", "aor", aor, "max_contacts", r.cfg.MaxContacts, "call_id", callID)
+		// 403, not Kamailio's 503: retrying elsewhere or later will not help.
+		return sip.NewResponseFromRequest(req, sip.StatusForbidden, "Too Many Contacts", nil)
 	}
 	if errors.Is(err, errOutOfOrder) {
 		return sip.NewResponseFromRequest(req, sip.StatusInternalServerError, "Out Of Order CSeq", nil)

@@ -248,7 +248,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 				return client.Reload(sets)
 			}
 		}
-		api = &http.Server{Handler: control.Handler(deps), ReadHeaderTimeout: 5 * time.Second}
+		api = &http.Server{Handler: control.Handler(deps), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: control.MaxHeaderBytes}
 		log.Info("api listening", "addr", ln.Addr().String())
 		go func() {
 			if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

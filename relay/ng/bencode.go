@@ -42,7 +42,7 @@ func decode(b []byte, depth int) (any, []byte, error) {
 		digits := string(b[1:end])
 		n, err := strconv.ParseInt(digits, 10, 64)
 		if err != nil || digits == "-0" || (len(digits) > 1 && (digits[0] == '0' || digits[:2] == "-0")) {
-			return nil, nil, fmt.Errorf("%w: bad integer %q", ErrBencode, digits)
+			return nil, nil, fmt.Errorf("%w: bad integer %q", ErrBencode, snippet(digits))
 		}
 		return n, b[end+1:], nil
 	case c >= '0' && c <= '9':
@@ -52,7 +52,7 @@ func decode(b []byte, depth int) (any, []byte, error) {
 		}
 		n, err := strconv.Atoi(string(b[:colon]))
 		if err != nil || n < 0 || (colon > 1 && b[0] == '0') {
-			return nil, nil, fmt.Errorf("%w: bad string length %q", ErrBencode, b[:colon])
+			return nil, nil, fmt.Errorf("%w: bad string length %q", ErrBencode, snippet(string(b[:colon])))
 		}
 		rest := b[colon+1:]
 		if n > len(rest) {
@@ -95,7 +95,7 @@ func decode(b []byte, depth int) (any, []byte, error) {
 				return nil, nil, fmt.Errorf("%w: dictionary key is not a string", ErrBencode)
 			}
 			if _, dup := dict[key]; dup {
-				return nil, nil, fmt.Errorf("%w: key %q twice", ErrBencode, key)
+				return nil, nil, fmt.Errorf("%w: key %q twice", ErrBencode, snippet(key))
 			}
 			v, r, err := decode(r, depth+1)
 			if err != nil {
@@ -106,6 +106,16 @@ func decode(b []byte, depth int) (any, []byte, error) {
 		}
 	}
 	return nil, nil, fmt.Errorf("%w: unexpected %q", ErrBencode, b[0])
+}
+
+// snippet is the start of s, for an error message: the error of a 64 KiB
+// datagram must still fit in the reply datagram.
+func snippet(s string) string {
+	const n = 32
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // Encode writes v as bencode. It takes string, []byte, the integer types,

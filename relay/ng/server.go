@@ -56,6 +56,9 @@ type cached struct {
 const (
 	cacheFor  = 30 * time.Second
 	cacheSize = 4096
+	// maxCookie bounds what the cache keeps per command besides its reply
+	// (rtpengine modules send a few dozen bytes).
+	maxCookie = 256
 )
 
 // ServerConfig configures a Server.
@@ -118,6 +121,10 @@ func (s *Server) datagram(ctx context.Context, b []byte, src netip.AddrPort) []b
 	cookie, d, err := ParseMessage(b)
 	if cookie == "" {
 		return nil
+	}
+	if len(cookie) > maxCookie { // answered, but not kept for retransmissions
+		out, _ := Message(cookie, failure(fmt.Sprintf("malformed request: cookie longer than %d bytes", maxCookie)))
+		return out
 	}
 	if r, ok := s.cached(cookie); ok {
 		return r

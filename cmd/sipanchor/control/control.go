@@ -78,7 +78,7 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return withToken(d.Token, mux)
+	return withToken(d.Token, withBodyLimit(mux))
 }
 
 type api struct {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 
@@ -27,7 +26,7 @@ type updateRequest struct {
 // parseUpdate reads and checks an update body; an empty body is {}.
 func (a *api) parseUpdate(r *http.Request) (*updateRequest, *[2]relay.LegFlags, error) {
 	var u updateRequest
-	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+	b, err := readBody(r)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -79,7 +78,7 @@ func moveStatus(err error) int {
 func (a *api) update(w http.ResponseWriter, r *http.Request) {
 	u, flags, err := a.parseUpdate(r)
 	if err != nil {
-		fail(w, http.StatusBadRequest, err.Error())
+		fail(w, bodyStatus(err), err.Error())
 		return
 	}
 	id := r.PathValue("callid")
@@ -103,7 +102,7 @@ func (a *api) update(w http.ResponseWriter, r *http.Request) {
 func (a *api) updateAll(w http.ResponseWriter, r *http.Request) {
 	u, flags, err := a.parseUpdate(r)
 	if err != nil {
-		fail(w, http.StatusBadRequest, err.Error())
+		fail(w, bodyStatus(err), err.Error())
 		return
 	}
 	for k := range u.Filter {

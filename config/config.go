@@ -60,6 +60,7 @@ func (c *Config) KeyError(key string, err error) error {
 type Peer struct {
 	Name     string   `toml:"name"`
 	Networks []string `toml:"networks"`
+	MaxCalls int      `toml:"max_calls"` // calls from this peer at once; 0 = no limit
 
 	// Prefixes is Networks parsed; filled by Validate.
 	Prefixes []netip.Prefix `toml:"-"`
@@ -77,6 +78,7 @@ type Limits struct {
 
 	MaxCalls          int      `toml:"max_calls"`
 	MaxCallsPerSource int      `toml:"max_calls_per_source"`
+	MaxCallsPerUser   int      `toml:"max_calls_per_user"`
 	MaxCPS            int      `toml:"max_cps"`
 	MaxPendingInvites int      `toml:"max_pending_invites"`
 	RetryAfter        Duration `toml:"retry_after"`

@@ -252,6 +252,9 @@ func (c *Config) validate(lines positions, file string) error {
 			bad(key+".name", "peer %q is defined twice", pe.Name)
 		}
 		names[pe.Name] = true
+		if pe.MaxCalls < 0 {
+			bad(key+".max_calls", "must not be negative (0 = no limit), got %d", pe.MaxCalls)
+		}
 		if len(pe.Networks) == 0 {
 			bad(key+".networks", "at least one network is needed")
 		}
@@ -280,6 +283,7 @@ func (c *Config) validate(lines positions, file string) error {
 		key string
 		v   int
 	}{{"limits.max_requests", lim.MaxRequests}, {"limits.max_calls", lim.MaxCalls}, {"limits.max_calls_per_source", lim.MaxCallsPerSource},
+		{"limits.max_calls_per_user", lim.MaxCallsPerUser},
 		{"limits.max_cps", lim.MaxCPS}, {"limits.max_pending_invites", lim.MaxPendingInvites}} {
 		if k.v < 0 {
 			bad(k.key, "must not be negative (0 = no limit), got %d", k.v)

@@ -133,11 +133,11 @@ type Manager struct {
 	log    *slog.Logger
 	end    atomic.Pointer[Ender] // set by the SIP layer; watchers may already run
 
-	mu       sync.Mutex
-	dialogs  map[string]*Dialog
-	bySource map[netip.Addr]int // dialogs by the caller's source IP
-	wg       sync.WaitGroup
-	stop     chan struct{} // closed by Shutdown: timers stop waiting
+	mu      sync.Mutex
+	dialogs map[string]*Dialog
+	counts  map[string]int // live dialogs by caller's source IP, peer and user
+	wg      sync.WaitGroup
+	stop    chan struct{} // closed by Shutdown: timers stop waiting
 
 	answered, unanswered, timeouts, noACK atomic.Uint64
 	disabled                              atomic.Bool // relay node disabled: new calls are not engaged
@@ -155,7 +155,7 @@ func NewManager(engine relay.Engine, cfg Config) *Manager {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{engine: engine, cfg: cfg, log: cfg.Log, dialogs: map[string]*Dialog{}, bySource: map[netip.Addr]int{}, stop: make(chan struct{})}
+	m := &Manager{engine: engine, cfg: cfg, log: cfg.Log, dialogs: map[string]*Dialog{}, counts: map[string]int{}, stop: make(chan struct{})}
 	if cfg.DB != nil {
 		m.writes = make(chan dbWrite, 4096)
 		m.flushed = make(chan struct{})
@@ -193,6 +193,8 @@ type Dialog struct {
 	set       string                   // relay set of the call
 	lateOffer bool                     // the INVITE had no SDP: the 2xx offers, the ACK answers
 	offer     []byte                   // the initial INVITE's SDP as received
+	peer      string                   // trusted peer the INVITE came from
+	user      string                   // caller's user@domain
 	branches  map[string]relay.Session // branches holding a relay session
 	early     map[string]string        // early dialogs: callee's tag → branch
 	earlyOA   map[string]*exchange     // per branch: an offer in a reliable 18x, answered in the PRACK
@@ -247,16 +249,40 @@ func (m *Manager) Count() int {
 
 // CountFrom is the number of live dialogs whose caller sent its INVITE
 // from a.
-func (m *Manager) CountFrom(a netip.Addr) int {
+func (m *Manager) CountFrom(a netip.Addr) int { return m.count("src " + a.Unmap().String()) }
+
+// CountPeer is the number of live dialogs whose INVITE came from the
+// trusted peer named name.
+func (m *Manager) CountPeer(name string) int { return m.count("peer " + name) }
+
+// CountUser is the number of live dialogs whose caller is the user aor
+// (user@domain of the INVITE's From).
+func (m *Manager) CountUser(aor string) int { return m.count("user " + aor) }
+
+func (m *Manager) count(k string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.bySource[a.Unmap()]
+	return m.counts[k]
+}
+
+// countKeys are the tallies d counts in: its caller's source IP, peer, user.
+func (d *Dialog) countKeys() []string {
+	keys := []string{"src " + d.src[0].Addr().Unmap().String()}
+	if d.peer != "" {
+		keys = append(keys, "peer "+d.peer)
+	}
+	if d.user != "" {
+		keys = append(keys, "user "+d.user)
+	}
+	return keys
 }
 
 // add makes d live under k. Call with m.mu held.
 func (m *Manager) add(k string, d *Dialog) {
 	m.dialogs[k] = d
-	m.bySource[d.src[0].Addr().Unmap()]++
+	for _, c := range d.countKeys() {
+		m.counts[c]++
+	}
 }
 
 // All lists the live dialogs.
@@ -283,6 +309,9 @@ type InviteInfo struct {
 	NAT bool
 	// Set is the relay set chosen for the call ("" = default).
 	Set string
+	// Peer names the trusted peer the INVITE came from ("" = none); User
+	// is the caller's user@domain. Calls are counted by both for limits.
+	Peer, User string
 	// CallerRoutes is the route set toward the caller (the INVITE's
 	// Record-Routes), kept so that a dialog restored while early can still
 	// reach the caller.
@@ -314,6 +343,7 @@ func (m *Manager) Begin(in InviteInfo) *Dialog {
 	d.src[0] = in.Source
 	d.set = in.Set
 	d.offer = in.SDP
+	d.peer, d.user = in.Peer, in.User
 	d.caller.Routes = in.CallerRoutes
 	switch m.cfg.Engage {
 	case EngageAlways:
@@ -500,9 +530,10 @@ func (m *Manager) remove(d *Dialog) {
 	m.mu.Lock()
 	if m.dialogs[key(d.callID, d.caller.Tag)] == d {
 		delete(m.dialogs, key(d.callID, d.caller.Tag))
-		a := d.src[0].Addr().Unmap()
-		if m.bySource[a]--; m.bySource[a] <= 0 {
-			delete(m.bySource, a)
+		for _, c := range d.countKeys() {
+			if m.counts[c]--; m.counts[c] <= 0 {
+				delete(m.counts, c)
+			}
 		}
 	}
 	m.mu.Unlock()

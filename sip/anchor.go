@@ -72,6 +72,7 @@ func (p *Proxy) engage(req *sip.Request) (*anchor, int, string) {
 			Contact: contact, CSeq: cseq, SDP: req.Body(), Source: src,
 			NAT: contact != "" && strings.Contains(contact, aliasParam+"=") || sdpPrivate(req.Body()),
 			Set: p.relaySet(req.Recipient), CallerRoutes: p.routesToCaller(req),
+			Peer: p.peerOf(req), User: aorOf(req.From().Address),
 		})
 		return &anchor{d: d, initial: true, method: "INVITE", cseq: cseq, offer: req.Body()}, 0, ""
 	}

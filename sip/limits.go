@@ -19,6 +19,8 @@ const (
 	LimitCallsPerSource       // max_calls_per_source
 	LimitCPS                  // max_cps: new calls per second
 	LimitOverload             // max_pending_invites: more INVITEs being worked on than that
+	LimitCallsPerPeer         // [[peer]] max_calls
+	LimitCallsPerUser         // max_calls_per_user (486, not 503)
 	limitCount
 )
 
@@ -32,18 +34,26 @@ func (l Limit) String() string {
 		return "cps"
 	case LimitOverload:
 		return "overload"
+	case LimitCallsPerPeer:
+		return "calls_per_peer"
+	case LimitCallsPerUser:
+		return "calls_per_user"
 	}
 	return "unknown"
 }
 
 // Limits lists every Limit, for metrics.
-func Limits() []Limit { return []Limit{LimitCalls, LimitCallsPerSource, LimitCPS, LimitOverload} }
+func Limits() []Limit {
+	return []Limit{LimitCalls, LimitCallsPerSource, LimitCPS, LimitOverload, LimitCallsPerPeer, LimitCallsPerUser}
+}
 
 // callCounter is what the limits read of the live calls; the dialog
 // layer implements it.
 type callCounter interface {
 	Count() int
 	CountFrom(a netip.Addr) int
+	CountPeer(name string) int
+	CountUser(aor string) int
 }
 
 // callLimits decides whether a new call (an initial INVITE) is taken on.
@@ -51,6 +61,7 @@ type callCounter interface {
 // dropped: a caller retries later instead of retransmitting now.
 type callLimits struct {
 	maxCalls, perSource int
+	perUser             int
 	maxPending          int64
 	retryAfter          string      // seconds
 	calls               callCounter // nil: calls are not counted
@@ -160,4 +171,34 @@ func newCallLimits(maxCalls, perSource, cps, pending int, retryAfter time.Durati
 		l.cps = newTokenBucket(cps)
 	}
 	return l
+}
+
+// callerLimit applies the per-peer and per-user call limits to an initial
+// INVITE from peer (or "") once it is known who sends it: the response to
+// refuse it with, or nil. A peer over its max_calls gets 503 with
+// Retry-After; a user over max_calls_per_user gets 486 Busy Here (the user
+// is busy, not the server).
+func (p *Proxy) callerLimit(req *sip.Request, peer string) *sip.Response {
+	l := p.limits
+	if l.calls == nil {
+		return nil
+	}
+	hit := LimitUnknown
+	switch {
+	case peer != "" && p.peerMax[peer] > 0 && l.calls.CountPeer(peer) >= p.peerMax[peer]:
+		hit = LimitCallsPerPeer
+	case l.perUser > 0 && l.calls.CountUser(aorOf(req.From().Address)) >= l.perUser:
+		hit = LimitCallsPerUser
+	default:
+		return nil
+	}
+	if n := l.refused[hit].Add(1); n == 1 || n%1000 == 0 {
+		p.log.Warn("new call refused: limit reached", "limit", hit.String(), "call_id", callID(req), "peer", req.Source(), "total", n)
+	}
+	if hit == LimitCallsPerUser {
+		return sip.NewResponseFromRequest(req, sip.StatusBusyHere, "Busy Here", nil)
+	}
+	res := sip.NewResponseFromRequest(req, sip.StatusServiceUnavailable, "Service Unavailable", nil)
+	res.AppendHeader(sip.NewHeader("Retry-After", l.retryAfter))
+	return res
 }

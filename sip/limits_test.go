@@ -18,6 +18,8 @@ func (f fakeCalls) Count() int {
 }
 
 func (f fakeCalls) CountFrom(a netip.Addr) int { return f[a] }
+func (f fakeCalls) CountPeer(string) int       { return 0 }
+func (f fakeCalls) CountUser(string) int       { return 0 }
 
 func TestCallLimits(t *testing.T) {
 	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")

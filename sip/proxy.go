@@ -47,7 +47,8 @@ type Proxy struct {
 	self      map[string]bool // "host:port" that address this proxy
 	domains   map[string]bool
 	routes    []staticRoute
-	peers     []config.Peer // trusted neighbours, by source network
+	peers     []config.Peer  // trusted neighbours, by source network
+	peerMax   map[string]int // [[peer]] max_calls by name
 	defRoute  *staticRoute
 
 	loc     *Location
@@ -90,6 +91,11 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		calls = o.Dialogs
 	}
 	p.limits = newCallLimits(lim.MaxCalls, lim.MaxCallsPerSource, lim.MaxCPS, lim.MaxPendingInvites, lim.RetryAfter.Duration, calls)
+	p.limits.perUser = lim.MaxCallsPerUser
+	p.peerMax = map[string]int{}
+	for _, pe := range cfg.Peers {
+		p.peerMax[pe.Name] = pe.MaxCalls
+	}
 	for i, r := range cfg.Routes {
 		sr, err := parseRoute(r.Match, r.To)
 		if err != nil {
@@ -408,6 +414,12 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 	if status != 0 {
 		p.reply(req, tx, status, reason)
 		return
+	}
+	if req.IsInvite() && !inDialog(req) {
+		if res := p.callerLimit(req, peer); res != nil {
+			p.respond(req, tx, res)
+			return
+		}
 	}
 	if peer == "" && !authed && p.leaves(req, targets) {
 		p.log.Info("relaying denied", "method", string(req.Method), "call_id", callID(req), "peer", req.Source(), "ruri", req.Recipient.String(), "from", req.From().Address.String())

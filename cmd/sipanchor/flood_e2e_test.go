@@ -352,3 +352,27 @@ func TestTCPFlooderIsBanned(t *testing.T) {
 		t.Errorf("a banned source's new connection: closed %v, %d answers; want closed at once", closed, n)
 	}
 }
+
+// TestPeerAndUserCallLimits: a trusted peer over its [[peer]] max_calls
+// gets 503 with Retry-After; a user (From user@domain) over
+// max_calls_per_user gets 486, from whatever address it calls.
+func TestPeerAndUserCallLimits(t *testing.T) {
+	p := startProxy(t, "[limits]\nmax_calls_per_user = 1\nretry_after = \"9s\"\n\n[[peer]]\nname = \"pbx\"\nnetworks = [\"127.0.0.8/32\"]\nmax_calls = 1\n")
+	pbx := newUA(t, "pbx", "127.0.0.8", p, "")
+	alice := newUA(t, "alice", "127.0.0.2", p, "")
+	alice2 := newUA(t, "alice", "127.0.0.4", p, "") // the same user on another phone
+	bob := newUA(t, "bob", "127.0.0.3", p, "")
+	bob.register(600)
+
+	dp, _ := call(t, pbx, bob)
+	want503(t, "the peer's second call (its max_calls)", inviteFinal(t, pbx, "sip:bob@example.test"), "9")
+	call(t, alice, bob)
+	if res := inviteFinal(t, alice2, "sip:bob@example.test"); res.StatusCode != 486 {
+		t.Errorf("alice's second call (max_calls_per_user): %d %s, want 486", res.StatusCode, res.Reason)
+	}
+	pbx.request(dp, "BYE")
+	bob.okTo(bob.recv("BYE", isRequest("BYE")))
+	eventually(t, 3*time.Second, func() bool { return p.health()["dialogs"] == 1 }, "the peer's call did not end")
+	pbx.invite("sip:bob@example.test")
+	bob.recv("the peer's INVITE once it is under its limit", isRequest("INVITE"))
+}

@@ -24,13 +24,18 @@ func (u *ua) cancel(d *dlg) {
 }
 
 // respondTagged answers an initial INVITE with a provisional or final
-// response carrying toTag and body (none when empty).
-func (u *ua) respondTagged(inv *sip.Request, code int, reason, toTag, body string) {
+// response carrying toTag, body (none when empty) and extra header lines
+// ("Name: value").
+func (u *ua) respondTagged(inv *sip.Request, code int, reason, toTag, body string, extra ...string) {
 	u.t.Helper()
 	res := sip.NewResponseFromRequest(inv, code, reason, nil)
 	res.To().Params.Remove("tag")
 	res.To().Params.Add("tag", toTag)
 	res.AppendHeader(sip.NewHeader("Contact", strings.TrimPrefix(u.contactHdr(), "Contact: ")))
+	for _, h := range extra {
+		name, value, _ := strings.Cut(h, ": ")
+		res.AppendHeader(sip.NewHeader(name, value))
+	}
 	if body != "" {
 		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	}

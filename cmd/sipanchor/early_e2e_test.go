@@ -13,20 +13,10 @@ import (
 // RSeq rseq, with body as SDP (none when empty).
 func (u *ua) reliable(inv *sip.Request, code int, reason, toTag string, rseq int, body string) {
 	u.t.Helper()
-	res := sip.NewResponseFromRequest(inv, code, reason, nil)
-	res.To().Params.Remove("tag")
-	res.To().Params.Add("tag", toTag)
-	res.AppendHeader(sip.NewHeader("Contact", strings.TrimPrefix(u.contactHdr(), "Contact: ")))
-	res.AppendHeader(sip.NewHeader("Require", "100rel"))
-	res.AppendHeader(sip.NewHeader("RSeq", fmt.Sprint(rseq)))
-	if body != "" {
-		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	}
-	res.SetBody(nil)
-	u.reply(res, body)
+	u.respondTagged(inv, code, reason, toTag, body, "Require: 100rel", fmt.Sprintf("RSeq: %d", rseq))
 }
 
-// earlyDialog completes the caller's view of an early dialog from a 18x.
+// early completes the caller's view of an early dialog from a 18x.
 func (d *dlg) early(res *sip.Response) {
 	d.remote, _ = res.To().Params.Get("tag")
 	d.target = res.Contact().Address.String()

@@ -143,15 +143,12 @@ func (u *ua) inviteSDP(uri, body string) *dlg {
 // answerSDP answers an INVITE 200 with body.
 func (u *ua) answerSDP(inv *sip.Request, toTag, body string) *dlg {
 	u.t.Helper()
-	res := sip.NewResponseFromRequest(inv, 200, "OK", nil)
-	res.To().Params.Remove("tag")
-	res.To().Params.Add("tag", toTag)
-	res.AppendHeader(sip.NewHeader("Contact", strings.TrimPrefix(u.contactHdr(), "Contact: ")))
-	if body != "" {
-		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	}
-	res.SetBody(nil)
-	u.reply(res, body)
+	u.respondTagged(inv, 200, "OK", toTag, body)
+	return calleeDialog(inv, toTag)
+}
+
+// calleeDialog is the callee's side of the dialog an INVITE sets up.
+func calleeDialog(inv *sip.Request, toTag string) *dlg {
 	d := &dlg{callID: string(*inv.CallID()), localTag: toTag, cseq: 100,
 		local: inv.To().Address.String(), peer: inv.From().Address.String()}
 	d.remote, _ = inv.From().Params.Get("tag")

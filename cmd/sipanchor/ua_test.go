@@ -295,14 +295,7 @@ func (u *ua) answer(inv *sip.Request, code int, reason string, toTag string) *dl
 	if code != 200 {
 		return nil
 	}
-	d := &dlg{callID: string(*inv.CallID()), localTag: toTag, cseq: 100,
-		local: inv.To().Address.String(), peer: inv.From().Address.String()}
-	d.remote, _ = inv.From().Params.Get("tag")
-	d.target = inv.Contact().Address.String()
-	for _, h := range inv.GetHeaders("Record-Route") {
-		d.routes = append(d.routes, h.Value())
-	}
-	return d
+	return calleeDialog(inv, toTag)
 }
 
 // reply sends a response (to the proxy: responses follow the Via).

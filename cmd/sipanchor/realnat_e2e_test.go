@@ -9,6 +9,24 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
+// natCallSetup starts sipanchor on 127.0.0.1 behind a port forward from
+// a real NAT lab, with its media advertised on the lab's public address
+// (more [media] keys in media), and registers alice from behind the NAT;
+// bob is on loopback. Both have an RTP socket.
+func natCallSetup(t *testing.T, media string) (lab *natLab, p *proxy, alice *ua, aRTP *rtpPeer, bob *ua, bRTP *rtpPeer) {
+	t.Helper()
+	lab = newNATLab(t)
+	port := freePort(t)
+	lab.dnatToLoopback("udp", port)
+	p = startProxyOnPort(t, port, fmt.Sprintf("[media]\nadvertise = %q\n%s", lab.public, media))
+	alice, aRTP = lab.natUA("alice", p, port), lab.natRTP()
+	bob, bRTP = newUA(t, "bob", "127.0.0.3", p, ""), newRTP(t, "127.0.0.3")
+	if res := alice.register(600); res.StatusCode != 200 {
+		t.Fatalf("alice REGISTER through the NAT: %d %s", res.StatusCode, res.Reason)
+	}
+	return lab, p, alice, aRTP, bob, bRTP
+}
+
 // TestRealNATCallBothWays puts alice behind a real NAT (network namespaces,
 // MASQUERADE --random) in front of a sipanchor whose SIP listener is bound
 // to 127.0.0.1 and reached through a port forward (DNAT), as on a host
@@ -17,18 +35,7 @@ import (
 // every in-dialog request toward her (the ACK of a 200 she sent, a BYE)
 // must go back out of the listener her packets came in on.
 func TestRealNATCallBothWays(t *testing.T) {
-	lab := newNATLab(t)
-	port := freePort(t)
-	lab.dnatToLoopback("udp", port)
-	p := startProxyOnPort(t, port, fmt.Sprintf("[media]\nadvertise = %q\n", lab.public))
-
-	alice := lab.natUA("alice", p, port)
-	aRTP := lab.natRTP()
-	bob := newUA(t, "bob", "127.0.0.3", p, "")
-	bRTP := newRTP(t, "127.0.0.3")
-	if res := alice.register(600); res.StatusCode != 200 {
-		t.Fatalf("alice REGISTER through the NAT: %d %s", res.StatusCode, res.Reason)
-	}
+	lab, p, alice, aRTP, bob, bRTP := natCallSetup(t, "")
 	regs := p.registrations()
 	if len(regs) != 1 || regs[0]["nat"] != true {
 		t.Fatalf("alice's binding not marked behind NAT: %v", regs)

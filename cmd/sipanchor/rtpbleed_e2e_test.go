@@ -164,18 +164,7 @@ func (p *proxy) latched(callID string) (caller, callee string) {
 // and talks both ways, while an attacker spraying the call's ports gets
 // nothing.
 func TestRTPBleedStrictThroughRealNAT(t *testing.T) {
-	lab := newNATLab(t)
-	port := freePort(t)
-	lab.dnatToLoopback("udp", port)
-	p := startProxyOnPort(t, port, fmt.Sprintf("[media]\nadvertise = %q\nlatch = \"strict\"\n", lab.public))
-
-	alice := lab.natUA("alice", p, port)
-	aRTP := lab.natRTP()
-	bob := newUA(t, "bob", "127.0.0.3", p, "")
-	bRTP := newRTP(t, "127.0.0.3")
-	if res := alice.register(600); res.StatusCode != 200 {
-		t.Fatalf("alice REGISTER through the NAT: %d %s", res.StatusCode, res.Reason)
-	}
+	lab, p, alice, aRTP, bob, bRTP := natCallSetup(t, "latch = \"strict\"\n")
 	evil := newAttacker(t, "127.0.0.66")
 
 	dc := bob.inviteSDP("sip:alice@example.test", sdpWith(bRTP.port(), ""))

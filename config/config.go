@@ -174,6 +174,7 @@ type Media struct {
 // Store is the [store] table.
 type Store struct {
 	Path string `toml:"path"`
+	Sync string `toml:"sync"` // "normal" (survives kill -9) or "full" (fsync: survives power loss)
 }
 
 // API is the [api] table.

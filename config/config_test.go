@@ -88,6 +88,7 @@ func TestLoadErrors(t *testing.T) {
 		{"public ng without allow", "[ng]\nlisten = \"0.0.0.0:2223\"\n", "c.toml:2: ng.listen: \"0.0.0.0:2223\" is not loopback"},
 		{"bad ng listen", "[ng]\nlisten = \"localhost\"\n", "c.toml:2: ng.listen:"},
 		{"bad ng allow", "[ng]\nallow = [\"10.0.0.0/33\"]\n", "c.toml:2: ng.allow:"},
+		{"bad store sync", "[store]\nsync = \"always\"\n", "c.toml:2: store.sync: \"always\": want normal or full"},
 		{"bad timeout mode", "[media]\nport_min = 30000\ntimeout_mode = \"either\"\n", "c.toml:3: media.timeout_mode: \"either\": want all or any"},
 		{"bad latch", "[media]\nport_min = 30000\nlatch = \"symmetric\"\n", "c.toml:3: media.latch: \"symmetric\": want strict, learn or off"},
 	}

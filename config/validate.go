@@ -293,6 +293,10 @@ func (c *Config) validate(lines positions, file string) error {
 		bad("limits.retry_after", "must be whole seconds, at least 1s, got %s", ra)
 	}
 
+	if sy := c.Store.Sync; sy != "normal" && sy != "full" {
+		bad("store.sync", "%q: want normal or full", sy)
+	}
+
 	m := c.Media
 	switch {
 	case m.PortMin < 1 || m.PortMin > 65535:

@@ -16,8 +16,28 @@ import (
 // writer, and a second process, sipanchor ctl, can use it alongside) and
 // migrates it. A file written by a newer sipanchor is refused with
 // ErrNewerSchema.
-func Open(ctx context.Context, path string) (*sql.DB, error) {
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)"
+func Open(ctx context.Context, path string) (*sql.DB, error) { return OpenSync(ctx, path, SyncNormal) }
+
+// Sync is how hard a commit waits for the disk.
+type Sync string
+
+const (
+	// SyncNormal: a commit is in the WAL file when it returns, so it
+	// survives the process being killed (kill -9); a power loss may take
+	// the last commits since the WAL was last synced.
+	SyncNormal Sync = "normal"
+	// SyncFull: each commit is fsynced; it survives a power loss too, at
+	// the cost of a disk flush per commit (group commit shares it).
+	SyncFull Sync = "full"
+)
+
+// OpenSync is Open with the commit durability chosen.
+func OpenSync(ctx context.Context, path string, sync Sync) (*sql.DB, error) {
+	mode := "NORMAL"
+	if sync == SyncFull {
+		mode = "FULL"
+	}
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(" + mode + ")"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err

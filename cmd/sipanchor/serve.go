@@ -197,7 +197,7 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	db, err := store.Open(ctx, cfg.Store.Path)
+	db, err := store.OpenSync(ctx, cfg.Store.Path, store.Sync(cfg.Store.Sync))
 	if err != nil {
 		return err
 	}

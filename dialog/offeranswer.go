@@ -75,6 +75,9 @@ func (d *Dialog) request(ctx context.Context, from relay.Leg, calleeTag, method 
 		return nil, err
 	}
 	x.offerer, x.offer = from, sdp
+	if d.state == StateConfirmed {
+		d.m.persistNow(d) // the offer and its exchange, before the request leaves
+	}
 	return rep.SDP, nil
 }
 
@@ -174,4 +177,47 @@ func (d *Dialog) restore(ctx context.Context, x *exchange) {
 	if _, err := d.m.engine.Offer(ctx, d.exchangeReq(x, x.offerer, prev)); err != nil {
 		d.log.Warn("restoring media after a failed offer", "err", err)
 	}
+}
+
+// savedExchange is an exchange as stored with its dialog: a re-INVITE in
+// flight when sipanchor stopped is answered after the restart.
+type savedExchange struct {
+	Key       string    `json:"key"`
+	Requester relay.Leg `json:"requester"`
+	Offerer   relay.Leg `json:"offerer"`
+	Offer     []byte    `json:"offer,omitempty"`
+	Answer    []byte    `json:"answer,omitempty"`
+	Branch    string    `json:"branch,omitempty"`
+}
+
+func (d *Dialog) savedPending() []savedExchange {
+	var out []savedExchange
+	for k, x := range d.pending {
+		if !x.early {
+			out = append(out, savedExchange{k, x.requester, x.offerer, x.offer, x.answer, x.branch})
+		}
+	}
+	return out
+}
+
+func (d *Dialog) restorePending(xs []savedExchange) {
+	for _, x := range xs {
+		d.pending[x.Key] = &exchange{requester: x.Requester, offerer: x.Offerer, offer: x.Offer, answer: x.Answer, branch: x.Branch}
+	}
+}
+
+// StrayResponse handles a 2xx that matched no transaction: the answer to
+// a re-INVITE forwarded before a restart (cseq as forwarded). It returns
+// the body to relay and the CSeq its sender wrote; ok is false when the
+// dialog has no such exchange.
+func (d *Dialog) StrayResponse(ctx context.Context, cseq uint32, code int, sdp []byte) (body []byte, orig uint32, ok bool, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	x := d.pending[txKey("INVITE", cseq)]
+	if d.ended || d.state != StateConfirmed || x == nil {
+		return nil, 0, false, nil
+	}
+	orig = cseq - d.offset[legIndex(x.requester)]
+	body, err = d.response(ctx, "INVITE", cseq, code, sdp)
+	return body, orig, true, err
 }

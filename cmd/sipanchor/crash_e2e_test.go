@@ -200,3 +200,37 @@ func TestKill9WhileRingingKeepsTheRelay(t *testing.T) {
 	bob.recv("200 to BYE", isResponse(200, "BYE"))
 	p.waitIdle("after BYE")
 }
+
+// TestKill9DuringReinvite: sipanchor is killed (-9) while a re-INVITE that
+// moves the caller's media is at the callee, and restarted. The exchange
+// was saved before the re-INVITE left, so the callee's 200 is answered by
+// the relay after the restart, and media flows both ways to the new port.
+func TestKill9DuringReinvite(t *testing.T) {
+	p := startProxy(t, "")
+	c := setupAnchoredCall(t, p)
+	c.twoWay(t, 'a')
+	moved := newRTP(t, "127.0.0.2")
+	c.alice.requestBody(c.dc, "INVITE", sdpWith(moved.port(), ""))
+	reinv := c.bob.recv("re-INVITE", isRequest("INVITE")).(*sip.Request)
+	if got := mediaOf(t, reinv.Body()); got != c.toBob {
+		t.Fatalf("re-INVITE gave bob %s, want the call's relay port %s", got, c.toBob)
+	}
+	p.kill9()
+	p.start()
+	c.bob.respondSDP(reinv, 200, "OK", sdpWith(c.bRTP.port(), ""))
+	ok := c.alice.recv("200 to the re-INVITE after the restart", isResponse(200, "INVITE")).(*sip.Response)
+	if got := mediaOf(t, ok.Body()); got != c.toAlice {
+		t.Fatalf("200 after the restart gave alice %s, want the relay's %s:\n%s", got, c.toAlice, ok.Body())
+	}
+	if ok.CSeq().SeqNo != uint32(c.dc.cseq) {
+		t.Errorf("200 CSeq %d, want alice's own %d", ok.CSeq().SeqNo, c.dc.cseq)
+	}
+	c.alice.request(c.dc, "ACK")
+	c.bob.recv("ACK", isRequest("ACK"))
+	c.aRTP = moved
+	c.twoWay(t, 'm')
+	c.alice.request(c.dc, "BYE")
+	c.bob.okTo(c.bob.recv("BYE", isRequest("BYE")))
+	c.alice.recv("200 to BYE", isResponse(200, "BYE"))
+	p.waitIdle("after BYE")
+}

@@ -33,6 +33,9 @@ type EndpointState struct {
 	Symmetric   bool   `json:"symmetric"`
 	ClockRate   uint32 `json:"clock_rate,omitempty"`
 	RTCPMux     bool   `json:"rtcp_mux,omitempty"`
+	// Relatch: an offer or answer moved the side since it last latched; it
+	// is sent to its new SDP address until it sends from there.
+	Relatch bool `json:"relatch,omitempty"`
 	// Expect: the IPs the side may latch from (strict latching); absent in
 	// states saved before it existed, which then learn as before.
 	Expect []string `json:"expect,omitempty"`
@@ -62,7 +65,7 @@ func (s *Session) State() SessionState {
 }
 
 func (e *endpoint) state(rtcp *endpoint) EndpointState {
-	es := EndpointState{Port: e.port, Symmetric: e.symmetric.Load(), RTCPMux: e.mux.Load()}
+	es := EndpointState{Port: e.port, Symmetric: e.symmetric.Load(), RTCPMux: e.mux.Load(), Relatch: e.relatch.Load()}
 	if h := e.hint.Load(); h != nil {
 		es.Hint = h.String()
 	}
@@ -126,6 +129,8 @@ func (r *Relay) Restore(id string, st SessionState) (*Session, error) {
 				eps[i][0].sdp.Store(&a)
 			}
 			restoreEndpoint(eps[i][1], es.RTCPHint, es.RTCPLatched, expect, symmetric, now)
+			eps[i][0].relatch.Store(es.Relatch)
+			eps[i][1].relatch.Store(es.Relatch)
 			eps[i][0].stats.d.clockRate = es.ClockRate
 			eps[i][0].mux.Store(es.RTCPMux)
 			eps[i][1].mux.Store(es.RTCPMux)

@@ -45,7 +45,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort finds a port free on 127.0.0.1 for both UDP and TCP.
+// freePort finds a port free on 127.0.0.1 for both UDP and TCP, and never
+// the same one twice in this test binary: the sockets that proved it free
+// are closed before it is used, so two calls in a row (a SIP port and an
+// API port) could otherwise get the same number.
 func freePort(t *testing.T) int {
 	t.Helper()
 	for range 50 {
@@ -56,14 +59,21 @@ func freePort(t *testing.T) int {
 		port := l.Addr().(*net.TCPAddr).Port
 		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		l.Close()
-		if err == nil {
-			u.Close()
-			return port
+		if err != nil {
+			continue
 		}
+		u.Close()
+		if _, taken := handedOut.LoadOrStore(port, true); taken {
+			continue
+		}
+		return port
 	}
 	t.Fatal("no free port")
 	return 0
 }
+
+// handedOut holds the ports freePort has returned.
+var handedOut sync.Map
 
 // proxy is a running sipanchor process.
 type proxy struct {

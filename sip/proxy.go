@@ -350,7 +350,7 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		// Datagrams and accepted connections were screened before; this
 		// came over a connection we opened.
 		p.malformed.Add(1)
-		p.reply(req, tx, sip.StatusBadRequest, err.Error())
+		p.rejectRequest(req, tx, err)
 		return
 	}
 	switch req.Method {

@@ -16,6 +16,9 @@ import (
 // accepted: the mandatory headers (§8.1.1) must be present and agree with
 // the request line. The error text goes into the 400's reason phrase.
 func checkRequest(req *sip.Request) error {
+	if err := checkProxyRules(req); err != nil {
+		return err
+	}
 	switch {
 	case req.Via() == nil:
 		return errors.New("Missing Via")
@@ -36,7 +39,7 @@ func checkRequest(req *sip.Request) error {
 	case req.Via().Params == nil || !hasBranch(req.Via()):
 		// RFC 2543 clients without a branch: we cannot match transactions.
 		return errors.New("Missing Via Branch")
-	case req.Recipient.Host == "":
+	case req.Recipient.Host == "" && !strings.EqualFold(req.Recipient.Scheme, "tel"):
 		return errors.New("Bad Request-URI")
 	}
 	if cl := req.ContentLength(); cl != nil && int(*cl) != len(req.Body()) {
@@ -91,12 +94,20 @@ func screen(p *sip.Parser, data []byte, stream bool) *rejection {
 			return nil
 		}
 		reason = cerr.Error()
+		var se *statusError
+		if errors.As(cerr, &se) {
+			m := scanMessage(data)
+			return &rejection{reason: reason, reply: m.response(se.code, reason, se.header)}
+		}
 	}
 	m := scanMessage(data)
 	if err != nil {
+		if se := requestLineStatus(m.start); se != nil {
+			return &rejection{reason: se.reason, reply: m.response(se.code, se.reason, se.header)}
+		}
 		reason = m.diagnose(err)
 	}
-	return &rejection{reason: reason, reply: m.response(sip.StatusBadRequest, reason)}
+	return &rejection{reason: reason, reply: m.response(sip.StatusBadRequest, reason, "")}
 }
 
 // rawMessage is a message cut into lines without sipgo's parser and
@@ -265,7 +276,7 @@ func (m rawMessage) answerable() bool {
 // response builds a stateless response (RFC 3261 §8.2.6) to an answerable
 // request, nil otherwise: every Via and the From, To, Call-ID and CSeq are
 // copied as received, and the To gets a tag when it parses without one.
-func (m rawMessage) response(code int, reason string) []byte {
+func (m rawMessage) response(code int, reason, extra string) []byte {
 	if !m.answerable() {
 		return nil
 	}
@@ -288,6 +299,9 @@ func (m rawMessage) response(code int, reason string) []byte {
 			v = withToTag(v)
 		}
 		line(name, v)
+	}
+	if extra != "" {
+		b.WriteString(extra + "\r\n")
 	}
 	b.WriteString("Content-Length: 0\r\n\r\n")
 	return []byte(b.String())
@@ -473,7 +487,7 @@ func (c *screenConn) sized() bool {
 	if end < 0 {
 		c.scanned = max(c.scanned, len(c.in)-3)
 		if len(c.in) > limit {
-			c.close("Message Too Large", scanMessage(c.in).response(sip.StatusMessageTooLarge, "Message Too Large"))
+			c.close("Message Too Large", scanMessage(c.in).response(sip.StatusMessageTooLarge, "Message Too Large", ""))
 			return true
 		}
 		return false
@@ -483,10 +497,10 @@ func (c *screenConn) sized() bool {
 	cl, reason := head.contentLength()
 	switch {
 	case reason != "":
-		c.close(reason, head.response(sip.StatusBadRequest, reason))
+		c.close(reason, head.response(sip.StatusBadRequest, reason, ""))
 		return true
 	case end+cl > limit:
-		c.close("Message Too Large", head.response(sip.StatusMessageTooLarge, "Message Too Large"))
+		c.close("Message Too Large", head.response(sip.StatusMessageTooLarge, "Message Too Large", ""))
 		return true
 	}
 	c.size = end + cl

@@ -219,7 +219,7 @@ func screenSeeds(f *testing.F) {
 }
 
 // FuzzScreen: any message is passed or refused without panicking, and a
-// reply is a 400 whose header lines are whole lines.
+// reply is a 400 (or 416, 420, 505) whose header lines are whole lines.
 func FuzzScreen(f *testing.F) {
 	screenSeeds(f)
 	p := sip.NewParser()
@@ -228,7 +228,7 @@ func FuzzScreen(f *testing.F) {
 		if r == nil || r.reply == nil {
 			return
 		}
-		if !strings.HasPrefix(string(r.reply), "SIP/2.0 400 ") || !bytes.HasSuffix(r.reply, []byte("\r\n\r\n")) {
+		if !validRejection(r.reply) || !bytes.HasSuffix(r.reply, []byte("\r\n\r\n")) {
 			t.Fatalf("reply %q", r.reply)
 		}
 		head := bytes.TrimSuffix(r.reply, []byte("\r\n\r\n"))
@@ -269,4 +269,14 @@ func FuzzScreenConn(f *testing.F) {
 			t.Fatalf("passed what does not parse: %v\n%q", err, got)
 		}
 	})
+}
+
+// validRejection: a reply screen may send, 400 or a proxy rule's code.
+func validRejection(reply []byte) bool {
+	for _, code := range []string{"400", "416", "420", "505"} {
+		if bytes.HasPrefix(reply, []byte("SIP/2.0 "+code+" ")) {
+			return true
+		}
+	}
+	return false
 }

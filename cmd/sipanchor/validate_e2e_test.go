@@ -227,6 +227,58 @@ Contact: <sip:j.user@127.0.0.2>
 Content-Length:0
 
 `},
+	{name: "badvers: SIP/7.0 (RFC 4475 §3.1.2.16)", reason: "", status: 505, framed: true, text: `OPTIONS sip:bob@example.test SIP/7.0
+{VIA}
+Max-Forwards: 70
+From: <sip:alice@example.test>;tag=f1
+To: <sip:bob@example.test>
+Call-ID: {CALLID}
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+`},
+	{name: "unkscm: unknown Request-URI scheme (§3.3.2)", reason: "", status: 416, framed: true, text: `OPTIONS nobodyknowsthisscheme:totallyopaquecontent SIP/2.0
+{VIA}
+Max-Forwards: 70
+From: <sip:alice@example.test>;tag=f1
+To: <sip:bob@example.test>
+Call-ID: {CALLID}
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+`},
+	{name: "novelsc: a scheme the parser cannot read (§3.3.3)", reason: "", status: 416, framed: true, text: `OPTIONS soap.beep://192.0.2.103:3002 SIP/2.0
+{VIA}
+Max-Forwards: 70
+From: <sip:alice@example.test>;tag=f1
+To: <sip:bob@example.test>
+Call-ID: {CALLID}
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+`},
+	{name: "bext01: Proxy-Require we do not support (§3.3.5)", reason: "", status: 420, framed: true, text: `OPTIONS sip:bob@example.test SIP/2.0
+{VIA}
+Max-Forwards: 70
+From: <sip:alice@example.test>;tag=f1
+To: <sip:bob@example.test>
+Call-ID: {CALLID}
+CSeq: 1 OPTIONS
+Proxy-Require: noProxyReq
+Content-Length: 0
+
+`},
+	{name: "multi01: two Call-IDs (§3.3.8)", reason: "Duplicate Call-ID", status: 0, framed: true, text: `OPTIONS sip:bob@example.test SIP/2.0
+{VIA}
+Max-Forwards: 70
+From: <sip:alice@example.test>;tag=f1
+To: <sip:bob@example.test>
+Call-ID: {CALLID}
+CSeq: 1 OPTIONS
+Call-ID: another-call-id
+Content-Length: 0
+
+`},
 }
 
 // rawPeer is a raw SIP socket: it sends bytes exactly as given and reads

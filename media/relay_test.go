@@ -282,10 +282,20 @@ func TestTimeouts(t *testing.T) {
 			r := newTestRelay(t, 4, func(c *Config) {
 				c.SetupTimeout, c.SessionTimeout, c.RingTimeout = time.Second, time.Second, time.Second
 			})
-			s, _ := r.Open("t")
-			pb, _ := s.Apply(SideA, audio("127.0.0.250", 4000), true, false)
+			s, err := r.Open("t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			pb, err := s.Apply(SideA, audio("127.0.0.250", 4000), true, false)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if tt.answer {
-				pa, _ := s.Apply(SideB, audio("127.0.0.251", 4000), true, true)
+				pa, err := s.Apply(SideB, audio("127.0.0.251", 4000), true, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.MarkAnswered()
 				if tt.media {
 					c := udp(t, "127.0.0.2")
 					send(t, c, pa[0], rtpPacket(t, 1, 'a'))

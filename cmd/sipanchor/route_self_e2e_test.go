@@ -126,6 +126,7 @@ func TestDefaultRouteForOwnAddress(t *testing.T) {
 // transport=tls stops the binary at load with FILE:LINE: key: why, instead
 // of sending those requests over UDP.
 func TestTLSRouteConfigRefused(t *testing.T) {
+	requireE2E(t)
 	dir := t.TempDir()
 	// Should the config be accepted, serve must not touch anything outside
 	// the test: its own store, API port and SIP port.

@@ -88,9 +88,18 @@ func chaosCall(t *testing.T, p *proxy, alice, bob *ua, k killPoint) {
 		moved := newRTP(t, "127.0.0.2")
 		alice.requestBody(c.dc, "INVITE", sdpWith(moved.port(), ""))
 		reinv := bob.recv("re-INVITE", isRequest("INVITE")).(*sip.Request)
+		if got := mediaOf(t, reinv.Body()); got != c.toBob {
+			t.Fatalf("re-INVITE gave bob %s, want the call's relay port %s", got, c.toBob)
+		}
 		restarted = restart()
 		bob.respondSDP(reinv, 200, "OK", sdpWith(c.bRTP.port(), ""))
-		alice.recv("200 to the re-INVITE", isResponse(200, "INVITE"))
+		ok := alice.recv("200 to the re-INVITE", isResponse(200, "INVITE")).(*sip.Response)
+		if got := mediaOf(t, ok.Body()); got != c.toAlice {
+			t.Fatalf("200 to the re-INVITE after the restart gave alice %s, want the relay's %s", got, c.toAlice)
+		}
+		if ok.CSeq().SeqNo != uint32(c.dc.cseq) {
+			t.Errorf("200 to the re-INVITE: CSeq %d, want alice's own %d", ok.CSeq().SeqNo, c.dc.cseq)
+		}
 		alice.request(c.dc, "ACK")
 		bob.recv("ACK of the re-INVITE", isRequest("ACK"))
 		c.aRTP = moved

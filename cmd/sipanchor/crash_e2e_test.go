@@ -137,100 +137,31 @@ func TestAnsweredNeverACKedIsEnded(t *testing.T) {
 	}
 }
 
+// killOne runs one anchored call between alice and bob on a fresh
+// sipanchor, killed (-9) and restarted at k (see chaosCall).
+func killOne(t *testing.T, k killPoint) {
+	p := startProxy(t, "")
+	alice, bob := newUA(t, "alice", "127.0.0.2", p, "192.168.1.60"), newUA(t, "bob", "127.0.0.3", p, "192.168.1.50")
+	bob.register(600)
+	chaosCall(t, p, alice, bob, k)
+}
+
 // TestKill9RightAfterTheAnswer: sipanchor is killed (-9) the moment the
 // caller holds the 200, before the ACK. Durable before visible: the call
 // and its relay session were on disk before that 200 left, so after the
 // restart the ACK passes and media flows both ways on the same ports.
-func TestKill9RightAfterTheAnswer(t *testing.T) {
-	p := startProxy(t, "")
-	alice, bob := newUA(t, "alice", "127.0.0.2", p, "192.168.1.60"), newUA(t, "bob", "127.0.0.3", p, "192.168.1.50")
-	c := &anchoredCall{alice: alice, bob: bob, aRTP: newRTP(t, "127.0.0.2"), bRTP: newRTP(t, "127.0.0.3")}
-	bob.register(600)
-	c.dc = alice.inviteSDP("sip:bob@example.test", sdpWith(c.aRTP.port(), ""))
-	inv := bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
-	c.toBob = mediaOf(t, inv.Body())
-	c.dd = bob.answerSDP(inv, "bobtag", sdpWith(c.bRTP.port(), ""))
-	ok := alice.recv("200", isResponse(200, "INVITE")).(*sip.Response)
-	p.kill9()
-	p.start()
-	c.toAlice = mediaOf(t, ok.Body())
-	c.dc.confirmed(ok)
-	alice.request(c.dc, "ACK")
-	bob.recv("ACK", isRequest("ACK"))
-	restarted := time.Now()
-	c.twoWay(t, 'k')
-	if took := time.Since(restarted); took > time.Second {
-		t.Errorf("media back %v after the restart, want within 1 s", took)
-	}
-	alice.request(c.dc, "BYE")
-	bob.okTo(bob.recv("BYE", isRequest("BYE")))
-	alice.recv("200 to BYE", isResponse(200, "BYE"))
-	p.waitIdle("after BYE")
-}
+func TestKill9RightAfterTheAnswer(t *testing.T) { killOne(t, killAnswered) }
 
 // TestKill9WhileRingingKeepsTheRelay: an anchored call rings when
 // sipanchor is killed (-9) and restarted. The early dialog and its relay
 // session were on disk before the INVITE left, so the callee's 200 (which
 // no transaction of the new process knows) is answered by the same relay:
 // the caller is given the relay ports, and media flows both ways.
-func TestKill9WhileRingingKeepsTheRelay(t *testing.T) {
-	p := startProxy(t, "")
-	alice, bob := newUA(t, "alice", "127.0.0.2", p, "192.168.1.60"), newUA(t, "bob", "127.0.0.3", p, "192.168.1.50")
-	c := &anchoredCall{alice: alice, bob: bob, aRTP: newRTP(t, "127.0.0.2"), bRTP: newRTP(t, "127.0.0.3")}
-	bob.register(600)
-	c.dc = alice.inviteSDP("sip:bob@example.test", sdpWith(c.aRTP.port(), ""))
-	inv := bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
-	c.toBob = mediaOf(t, inv.Body())
-	bob.answer(inv, 180, "Ringing", "bobtag")
-	alice.recv("180", isResponse(180, "INVITE"))
-	p.kill9()
-	p.start()
-	c.dd = bob.answerSDP(inv, "bobtag", sdpWith(c.bRTP.port(), ""))
-	ok := alice.recv("200 relayed after the restart", isResponse(200, "INVITE")).(*sip.Response)
-	c.toAlice = mediaOf(t, ok.Body())
-	if c.toAlice.Addr().String() != "127.0.0.1" {
-		t.Fatalf("the 200 after the restart gave the caller %s, not sipanchor's relay:\n%s", c.toAlice, ok.Body())
-	}
-	c.dc.confirmed(ok)
-	alice.request(c.dc, "ACK")
-	bob.recv("ACK", isRequest("ACK"))
-	c.twoWay(t, 'r')
-	bob.request(c.dd, "BYE")
-	alice.okTo(alice.recv("BYE", isRequest("BYE")))
-	bob.recv("200 to BYE", isResponse(200, "BYE"))
-	p.waitIdle("after BYE")
-}
+func TestKill9WhileRingingKeepsTheRelay(t *testing.T) { killOne(t, killRinging) }
 
 // TestKill9DuringReinvite: sipanchor is killed (-9) while a re-INVITE that
 // moves the caller's media is at the callee, and restarted. The exchange
 // was saved before the re-INVITE left, so the callee's 200 is answered by
-// the relay after the restart, and media flows both ways to the new port.
-func TestKill9DuringReinvite(t *testing.T) {
-	p := startProxy(t, "")
-	c := setupAnchoredCall(t, p)
-	c.twoWay(t, 'a')
-	moved := newRTP(t, "127.0.0.2")
-	c.alice.requestBody(c.dc, "INVITE", sdpWith(moved.port(), ""))
-	reinv := c.bob.recv("re-INVITE", isRequest("INVITE")).(*sip.Request)
-	if got := mediaOf(t, reinv.Body()); got != c.toBob {
-		t.Fatalf("re-INVITE gave bob %s, want the call's relay port %s", got, c.toBob)
-	}
-	p.kill9()
-	p.start()
-	c.bob.respondSDP(reinv, 200, "OK", sdpWith(c.bRTP.port(), ""))
-	ok := c.alice.recv("200 to the re-INVITE after the restart", isResponse(200, "INVITE")).(*sip.Response)
-	if got := mediaOf(t, ok.Body()); got != c.toAlice {
-		t.Fatalf("200 after the restart gave alice %s, want the relay's %s:\n%s", got, c.toAlice, ok.Body())
-	}
-	if ok.CSeq().SeqNo != uint32(c.dc.cseq) {
-		t.Errorf("200 CSeq %d, want alice's own %d", ok.CSeq().SeqNo, c.dc.cseq)
-	}
-	c.alice.request(c.dc, "ACK")
-	c.bob.recv("ACK", isRequest("ACK"))
-	c.aRTP = moved
-	c.twoWay(t, 'm')
-	c.alice.request(c.dc, "BYE")
-	c.bob.okTo(c.bob.recv("BYE", isRequest("BYE")))
-	c.alice.recv("200 to BYE", isResponse(200, "BYE"))
-	p.waitIdle("after BYE")
-}
+// the relay after the restart (with the caller's own CSeq), and media
+// flows both ways to the new port.
+func TestKill9DuringReinvite(t *testing.T) { killOne(t, killInReinvite) }

@@ -430,7 +430,7 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.log.Info("cancelled by caller before forwarding", "call_id", callID(req), "peer", req.Source())
 		return
 	}
-	a, status, reason := p.engage(req)
+	a, status, reason := p.engage(req, peer)
 	if status != 0 {
 		p.reply(req, tx, status, reason)
 		return

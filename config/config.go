@@ -81,6 +81,7 @@ type Limits struct {
 	MaxCallsPerUser   int      `toml:"max_calls_per_user"`
 	MaxCPS            int      `toml:"max_cps"`
 	MaxPendingInvites int      `toml:"max_pending_invites"`
+	MaxQueueDelay     Duration `toml:"max_queue_delay"`
 	RetryAfter        Duration `toml:"retry_after"`
 }
 

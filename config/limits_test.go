@@ -16,7 +16,7 @@ func TestLimitsDefaults(t *testing.T) {
 	if l.MaxRequests <= 0 || l.Window.Duration <= 0 || l.BanTime.Duration <= 0 || l.MaxSources <= 0 {
 		t.Errorf("flood protection off by default: %+v", l)
 	}
-	if l.MaxPendingInvites <= 0 {
+	if l.MaxPendingInvites <= 0 || l.MaxQueueDelay.Duration != 100*time.Millisecond {
 		t.Errorf("overload protection off by default: %+v", l)
 	}
 	if l.RetryAfter.Duration != 5*time.Second {
@@ -34,6 +34,7 @@ func TestLimitsErrors(t *testing.T) {
 		{"negative per source", "[limits]\nmax_calls_per_source = -1\n", "c.toml:2: limits.max_calls_per_source:"},
 		{"negative cps", "[limits]\nmax_cps = -1\n", "c.toml:2: limits.max_cps:"},
 		{"negative pending", "[limits]\nmax_pending_invites = -1\n", "c.toml:2: limits.max_pending_invites:"},
+		{"negative queue delay", "[limits]\nmax_queue_delay = \"-1s\"\n", "c.toml:2: limits.max_queue_delay: must be between 0s (off) and 10s"},
 		{"fractional retry", "[limits]\nretry_after = \"1500ms\"\n", "c.toml:2: limits.retry_after: must be whole seconds"},
 		{"unknown key", "[limits]\nmax_bans = 3\n", "c.toml:2: limits.max_bans: unknown key"},
 	} {

@@ -289,6 +289,9 @@ func (c *Config) validate(lines positions, file string) error {
 			bad(k.key, "must not be negative (0 = no limit), got %d", k.v)
 		}
 	}
+	if d := lim.MaxQueueDelay.Duration; d < 0 || d > 10*time.Second {
+		bad("limits.max_queue_delay", "must be between 0s (off) and 10s, got %s", d)
+	}
 	if ra := lim.RetryAfter.Duration; ra < time.Second || ra%time.Second != 0 {
 		bad("limits.retry_after", "must be whole seconds, at least 1s, got %s", ra)
 	}

@@ -144,6 +144,7 @@ type Manager struct {
 
 	writes    chan dbWrite // to the store writer; nil without a DB
 	flushed   chan struct{}
+	stmts     *dialogStmts // the writer's own
 	closeMu   sync.RWMutex
 	closeOnce sync.Once
 	stopped   bool

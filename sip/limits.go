@@ -21,6 +21,7 @@ const (
 	LimitOverload             // max_pending_invites: more INVITEs being worked on than that
 	LimitCallsPerPeer         // [[peer]] max_calls
 	LimitCallsPerUser         // max_calls_per_user (486, not 503)
+	LimitQueue                // max_queue_delay: the INVITE waited longer than that to be read
 	limitCount
 )
 
@@ -38,13 +39,15 @@ func (l Limit) String() string {
 		return "calls_per_peer"
 	case LimitCallsPerUser:
 		return "calls_per_user"
+	case LimitQueue:
+		return "queue"
 	}
 	return "unknown"
 }
 
 // Limits lists every Limit, for metrics.
 func Limits() []Limit {
-	return []Limit{LimitCalls, LimitCallsPerSource, LimitCPS, LimitOverload, LimitCallsPerPeer, LimitCallsPerUser}
+	return []Limit{LimitCalls, LimitCallsPerSource, LimitCPS, LimitOverload, LimitCallsPerPeer, LimitCallsPerUser, LimitQueue}
 }
 
 // callCounter is what the limits read of the live calls; the dialog

@@ -19,8 +19,10 @@ type listener struct {
 	host      string         // advertised in Via and Record-Route
 	port      int
 
-	pc net.PacketConn // udp
-	ln net.Listener   // tcp
+	pc      net.PacketConn // udp
+	stamped *stampedConn   // udp: pc, knowing how long each datagram waited
+	rcvbuf  int            // udp: the receive buffer the kernel granted
+	ln      net.Listener   // tcp
 }
 
 func (l *listener) key() string { return l.transport + ":" + l.local.String() }
@@ -69,7 +71,11 @@ func bind(ls []config.Listener, advertise string) ([]*listener, error) {
 				closeAll()
 				return nil, fmt.Errorf("listen %s: %w", cl, err)
 			}
-			l.pc = pc
+			// Timestamps and buffer sizes are best effort: without them
+			// the listener works, it only cannot tell that it is behind.
+			l.stamped, _ = newStampedConn(pc.(*net.UDPConn))
+			l.pc = l.stamped
+			l.rcvbuf, _ = setUDPBuffers(pc, udpBufferSize)
 			l.local = pc.LocalAddr().(*net.UDPAddr).AddrPort()
 		case "tcp":
 			ln, err := net.Listen("tcp"+family, addr)

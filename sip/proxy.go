@@ -137,7 +137,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 	p.listeners = ls
 	p.seedFlows()
 	ifaces := interfaceAddrs()
-	filter := &datagramFilter{parser: sip.NewParser(), sockets: map[string]net.PacketConn{}, bad: p.badDatagram}
+	filter := &datagramFilter{parser: sip.NewParser(), sockets: map[string]*stampedConn{}, bad: p.badDatagram, shed: p.newQueueShed(cfg.Limits)}
 	for _, l := range ls {
 		p.self[strings.ToLower(net.JoinHostPort(l.host, strconv.Itoa(l.port)))] = true
 		p.self[l.local.String()] = true
@@ -146,8 +146,11 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 				p.self[netip.AddrPortFrom(a, l.local.Port()).String()] = true
 			}
 		}
-		if l.pc != nil {
-			filter.sockets[l.pc.LocalAddr().String()] = l.pc
+		if l.stamped != nil {
+			filter.sockets[l.pc.LocalAddr().String()] = l.stamped
+			if l.rcvbuf < udpBufferSize {
+				p.log.Warn("UDP receive buffer smaller than asked: bursts may be dropped", "listen", l.key(), "bytes", l.rcvbuf/2, "asked", udpBufferSize)
+			}
 		}
 		if l.ln != nil {
 			l.ln = &screenListener{Listener: l.ln, parser: filter.parser, bad: p.badDatagram, admit: p.admitStream, refuse: p.bannedConn}

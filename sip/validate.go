@@ -326,23 +326,29 @@ func withToTag(v string) string {
 // error.
 type datagramFilter struct {
 	parser  *sip.Parser
-	sockets map[string]net.PacketConn // by local address
+	sockets map[string]*stampedConn // by local address
 	bad     func(reason string, src net.Addr)
+	shed    *queueShed // new calls while behind; nil: none
 }
 
 func (f *datagramFilter) filter(props sip.TransportReadProps, data []byte) ([]byte, error) {
 	if props.Transport != "UDP" {
 		return data, nil
 	}
+	pc := f.sockets[props.LocalAddr.String()]
+	if pc != nil {
+		if reply := f.shed.reply(pc.Waited(), data); reply != nil {
+			_, _ = pc.WriteTo(reply, props.RemoteAddr)
+			return nil, nil
+		}
+	}
 	r := screen(f.parser, data, false)
 	if r == nil {
 		return data, nil
 	}
 	f.bad(r.reason, props.RemoteAddr)
-	if r.reply != nil {
-		if pc := f.sockets[props.LocalAddr.String()]; pc != nil {
-			_, _ = pc.WriteTo(r.reply, props.RemoteAddr)
-		}
+	if r.reply != nil && pc != nil {
+		_, _ = pc.WriteTo(r.reply, props.RemoteAddr)
 	}
 	return nil, nil
 }

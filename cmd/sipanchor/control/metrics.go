@@ -81,10 +81,16 @@ func (a *api) metrics(w http.ResponseWriter, r *http.Request) {
 	metric("sipanchor_sip_dropped_total", "counter", "Messages dropped unread by the flood bans: from a banned source (banned), or the request that got its source banned (rate).")
 	value("sipanchor_sip_dropped_total", []string{"reason", "banned"}, float64(banned))
 	value("sipanchor_sip_dropped_total", []string{"reason", "rate"}, float64(rate))
-	metric("sipanchor_sip_limited_total", "counter", "New calls answered 503 with Retry-After, by the limit they hit: calls, calls_per_source, cps, overload.")
+	metric("sipanchor_sip_limited_total", "counter", "New calls answered 503 with Retry-After, by the limit they hit: calls, calls_per_source, cps, overload (max_pending_invites), queue (max_queue_delay), calls_per_peer; calls_per_user is answered 486.")
 	refused := a.Proxy.Refused()
 	for _, l := range sip.Limits() {
 		value("sipanchor_sip_limited_total", []string{"limit", l.String()}, float64(refused[l]))
+	}
+
+	metric("sipanchor_sip_queue_delay_seconds", "gauge", "How long SIP datagrams waited in each UDP listener's receive queue before being read (moving average over the last 64): the proxy's queueing delay.")
+	delays := a.Proxy.QueueDelays()
+	for _, k := range sorted(delays) {
+		value("sipanchor_sip_queue_delay_seconds", []string{"listen", k}, delays[k].Seconds())
 	}
 
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")

@@ -49,7 +49,7 @@ func (a *anchor) restore(up *sip.Response) {
 // nil when the request does not concern a tracked dialog, or a SIP status
 // when the request must be refused (488 for SDP we cannot relay, 503 when
 // media ports ran out). peer is the trusted peer req came from ("" = none).
-func (p *Proxy) engage(req *sip.Request, peer string) (*anchor, int, string) {
+func (p *Proxy) engage(req *sip.Request, peer, user string) (*anchor, int, string) {
 	if p.dialogs == nil {
 		return nil, 0, ""
 	}
@@ -72,7 +72,7 @@ func (p *Proxy) engage(req *sip.Request, peer string) (*anchor, int, string) {
 			Contact: contact, CSeq: cseq, SDP: req.Body(), Source: src,
 			NAT: contact != "" && strings.Contains(contact, aliasParam+"=") || sdpPrivate(req.Body()),
 			Set: p.relaySet(req.Recipient), CallerRoutes: p.routesToCaller(req),
-			Peer: peer, User: aorOf(req.From().Address),
+			Peer: peer, User: user,
 		})
 		return &anchor{d: d, initial: true, method: "INVITE", cseq: cseq, offer: req.Body()}, 0, ""
 	}

@@ -176,12 +176,24 @@ func newCallLimits(maxCalls, perSource, cps, pending int, retryAfter time.Durati
 	return l
 }
 
+// callerUser is the user a call is counted against for
+// max_calls_per_user: the From's user@domain when that identity means
+// something — the caller authenticated, a trusted peer asserts it, or auth
+// is off (the operator trusts From) — else "" (nobody's: anyone can write
+// any From, and a stranger must not use up a user's calls).
+func (p *Proxy) callerUser(req *sip.Request, peer string, authed bool) string {
+	if authed || peer != "" || p.auth == nil {
+		return aorOf(req.From().Address)
+	}
+	return ""
+}
+
 // callerLimit applies the per-peer and per-user call limits to an initial
 // INVITE from peer (or "") once it is known who sends it: the response to
 // refuse it with, or nil. A peer over its max_calls gets 503 with
 // Retry-After; a user over max_calls_per_user gets 486 Busy Here (the user
 // is busy, not the server).
-func (p *Proxy) callerLimit(req *sip.Request, peer string) *sip.Response {
+func (p *Proxy) callerLimit(req *sip.Request, peer, user string) *sip.Response {
 	l := p.limits
 	if l.calls == nil {
 		return nil
@@ -190,7 +202,7 @@ func (p *Proxy) callerLimit(req *sip.Request, peer string) *sip.Response {
 	switch {
 	case peer != "" && p.peerMax[peer] > 0 && l.calls.CountPeer(peer) >= p.peerMax[peer]:
 		hit = LimitCallsPerPeer
-	case l.perUser > 0 && l.calls.CountUser(aorOf(req.From().Address)) >= l.perUser:
+	case l.perUser > 0 && user != "" && l.calls.CountUser(user) >= l.perUser:
 		hit = LimitCallsPerUser
 	default:
 		return nil

@@ -418,8 +418,9 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.reply(req, tx, status, reason)
 		return
 	}
+	user := p.callerUser(req, peer, authed)
 	if req.IsInvite() && !inDialog(req) {
-		if res := p.callerLimit(req, peer); res != nil {
+		if res := p.callerLimit(req, peer, user); res != nil {
 			p.respond(req, tx, res)
 			return
 		}
@@ -433,7 +434,7 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.log.Info("cancelled by caller before forwarding", "call_id", callID(req), "peer", req.Source())
 		return
 	}
-	a, status, reason := p.engage(req, peer)
+	a, status, reason := p.engage(req, peer, user)
 	if status != 0 {
 		p.reply(req, tx, status, reason)
 		return

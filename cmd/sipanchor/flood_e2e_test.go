@@ -383,3 +383,27 @@ func TestPeerAndUserCallLimits(t *testing.T) {
 	pbx.invite("sip:bob@example.test")
 	bob.recv("the peer's INVITE once it is under its limit", isRequest("INVITE"))
 }
+
+// TestSpoofedFromUsesNoOnesQuota: with auth on, a caller who did not
+// authenticate is nobody's user: a stranger writing a partner's From
+// (alice@partner.test) on its calls does not use up that user's
+// max_calls_per_user, so alice's own call through the trusted PBX is
+// still put through (not 486). The stranger stays bounded per source.
+func TestSpoofedFromUsesNoOnesQuota(t *testing.T) {
+	p := startProxy(t, "[registrar]\nauth = true\n\n[limits]\nmax_calls_per_user = 1\n\n[[peer]]\nname = \"pbx\"\nnetworks = [\"127.0.0.8/32\"]\n")
+	if out, err := exec.Command(binPath, "ctl", "user", "add", "bob@example.test", "pw", "-c", p.cfgPath).CombinedOutput(); err != nil {
+		t.Fatalf("ctl user add: %v\n%s", err, out)
+	}
+	bob := newUA(t, "bob", "127.0.0.3", p, "")
+	if res := bob.registerAuth("bob", "bob", "pw"); res.StatusCode != 200 {
+		t.Fatalf("bob's REGISTER: %d", res.StatusCode)
+	}
+	stranger := newUA(t, "stranger", "127.0.0.9", p, "")
+	pbx := newUA(t, "pbx", "127.0.0.8", p, "")
+
+	stranger.inviteAs("sip:bob@example.test", "sip:alice@partner.test", "")
+	inv := bob.recv("the stranger's call to a local user", isRequest("INVITE")).(*sip.Request)
+	bob.answer(inv, 180, "Ringing", "b1")
+	pbx.inviteAs("sip:bob@example.test", "sip:alice@partner.test", "")
+	bob.recv("alice's call through the PBX", isRequest("INVITE"))
+}

@@ -194,3 +194,78 @@ func TestRTPBleedStrictThroughRealNAT(t *testing.T) {
 	eventually(t, 2*time.Second, func() bool { return p.unexpectedDropped() == evil.sent },
 		"sprayed %d packets; unexpected_source drops never reached that", evil.sent)
 }
+
+// TestRTPBleedRtpengineStrictSource: with engine = "rtpengine" the
+// default latch = "strict" is passed on as rtpengine's strict-source. On a
+// node with the endpoint learning the README recommends (heuristic), once
+// the streams have learnt their endpoints (rtpengine: 3 s) an attacker
+// spraying the call's ports gets none of its packets into the call and
+// receives nothing, and the phones keep two-way media. Without
+// strict-source the sprayed packets are forwarded into the call for as
+// long as it lasts. What happens in the learning window is rtpengine's:
+// a spray before the phones' first packets can be sent media until the
+// window closes (README).
+func TestRTPBleedRtpengineStrictSource(t *testing.T) {
+	requireE2E(t)
+	rte := startRtpengine(t, 44600, "--endpoint-learning=heuristic")
+	p := startProxy(t, rtpengineConfig(fmt.Sprintf("udp:127.0.0.1:%d=1", rte.ngPort)))
+	alice := newUA(t, "alice", "127.0.0.2", p, "")
+	bob := newUA(t, "bob", "127.0.0.3", p, "")
+	bob.register(600)
+	aRTP, bRTP := newRTP(t, "127.0.0.2"), newRTP(t, "127.0.0.3")
+	_, _, atBob, atAlice := rtpCall(t, alice, bob, aRTP, bRTP, "b1")
+	toBob, toAlice := mediaOf(t, []byte(atBob)), mediaOf(t, []byte(atAlice))
+	evil := newAttacker(t, "127.0.0.66")
+	evil.spray(5, toAlice, toBob) // before either phone has sent
+
+	// Each round the phones talk and the attacker sprays again; once the
+	// node has learnt, every round is clean: both phones hear each other
+	// and neither hears the attacker.
+	m := byte('a')
+	clean := func() bool {
+		aRTP.sendTo(toAlice, m)
+		bRTP.sendTo(toBob, m+1)
+		ok := bRTP.within(m, 300*time.Millisecond) && aRTP.within(m+1, 300*time.Millisecond)
+		evil.spray(1, toAlice, toBob)
+		m += 2
+		return ok && !aRTP.within('X', 100*time.Millisecond) && !bRTP.within('X', 10*time.Millisecond)
+	}
+	eventually(t, 8*time.Second, clean, "8 s into the call the phones still do not hear only each other")
+	evil.drain()
+	for range 5 {
+		if !clean() {
+			t.Fatal("a round after learning was not clean: media lost or the attacker's packets got in")
+		}
+	}
+	// The phones here send no RTCP, so their RTCP streams learn the
+	// attacker: its own RTCP comes back to it, never the call's media.
+	evil.gotNoMedia(100 * time.Millisecond)
+}
+
+// gotNoMedia asserts that nothing of the call's media has reached the
+// attacker: whatever it receives is its own sprayed packets echoed back.
+func (a *attacker) gotNoMedia(d time.Duration) {
+	a.t.Helper()
+	buf := make([]byte, 2048)
+	for {
+		_ = a.conn.SetReadDeadline(time.Now().Add(d))
+		n, src, err := a.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		if n != 16 || string(buf[12:16]) != "XXXX" {
+			a.t.Fatalf("the attacker received a %d-byte packet of the call's from %s: the call's media leaks", n, src)
+		}
+	}
+}
+
+// drain discards what the attacker has received so far.
+func (a *attacker) drain() {
+	buf := make([]byte, 2048)
+	for {
+		_ = a.conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, _, err := a.conn.ReadFromUDPAddrPort(buf); err != nil {
+			return
+		}
+	}
+}

@@ -122,7 +122,8 @@ func newMedia(cfg *config.Config, db *sql.DB, log *slog.Logger, onEvent func(dia
 		bindings := ng.NewSQLBindings(db)
 		client, err = ng.NewClient(ng.ClientConfig{Sets: sets, Timeout: cfg.Relay.Timeout.Duration, Retries: cfg.Relay.Retries,
 			DisableFor: cfg.Relay.DisableTimeout.Duration, ProbeEvery: cfg.Relay.TimerInterval.Duration,
-			PollEvery: cfg.Relay.PollInterval.Duration, Log: log, OnNode: onNode, Bindings: bindings})
+			PollEvery: cfg.Relay.PollInterval.Duration, Log: log, OnNode: onNode, Bindings: bindings,
+			StrictSource: cfg.Media.Latch == "strict"})
 		if err != nil {
 			rl.Close()
 			return nil, nil, nil, nil, err

@@ -65,6 +65,10 @@ type ClientConfig struct {
 	OnNode func(node string, up bool)
 	// Bindings, if set, keeps which node holds each call across restarts.
 	Bindings BindingStore
+	// StrictSource asks every offer and answer for rtpengine's
+	// strict-source ([media] latch = "strict"): once a stream has learnt
+	// its endpoint, packets from anywhere else are dropped, not forwarded.
+	StrictSource bool
 }
 
 // SetConfig is one set of nodes, "udp:HOST:PORT=WEIGHT" (rtpengine_sock).
@@ -318,7 +322,7 @@ func (c *Client) disable(n *Node, why error) {
 func callKey(k relay.SessionKey) string { return k.CallID + "\x00" + k.FromTag }
 
 // request is the NG dictionary of an offer or answer.
-func request(cmd string, r *relay.Request) map[string]any {
+func request(cmd string, r *relay.Request, strict bool) map[string]any {
 	d := map[string]any{"command": cmd, "call-id": r.Key.CallID, "sdp": string(r.SDP)}
 	f := r.Caller
 	if r.From == relay.Callee {
@@ -352,6 +356,9 @@ func request(cmd string, r *relay.Request) map[string]any {
 	}
 	if f.LoopProtect {
 		flags = append(flags, "loop-protect")
+	}
+	if strict && f.Symmetric {
+		flags = append(flags, "strict-source")
 	}
 	if len(flags) > 0 {
 		d["flags"] = flags
@@ -402,7 +409,7 @@ func (c *Client) send(ctx context.Context, cmd string, r *relay.Request) (*relay
 	n := c.bound[key]
 	set := c.defaultSetLocked()
 	c.mu.Unlock()
-	d := request(cmd, r)
+	d := request(cmd, r, c.cfg.StrictSource)
 	if n == nil {
 		if cmd != "offer" {
 			return nil, fmt.Errorf("answer for %s: %w", r.Key, relay.ErrNoSession)

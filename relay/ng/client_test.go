@@ -112,3 +112,34 @@ func TestClientWeightsAndFailover(t *testing.T) {
 		t.Errorf("after failover: %+v", calls)
 	}
 }
+
+// TestStrictSourceFlag: [media] latch = "strict" reaches rtpengine as
+// strict-source on a symmetric leg's offer and answer; an asymmetric leg
+// (it learns nothing) and "learn" ask for none.
+func TestStrictSourceFlag(t *testing.T) {
+	has := func(d map[string]any) bool {
+		fl, _ := d["flags"].([]any)
+		for _, f := range fl {
+			if f == "strict-source" {
+				return true
+			}
+		}
+		return false
+	}
+	r := &relay.Request{Key: relay.SessionKey{CallID: "c", FromTag: "f"}, From: relay.Caller}
+	r.Caller.Symmetric, r.Callee.Symmetric = true, true
+	if !has(request("offer", r, true)) {
+		t.Error("strict: the offer lacks strict-source")
+	}
+	r.From = relay.Callee
+	if !has(request("answer", r, true)) {
+		t.Error("strict: the answer lacks strict-source")
+	}
+	if has(request("answer", r, false)) {
+		t.Error("learn: strict-source asked for")
+	}
+	r.Callee.Symmetric = false
+	if has(request("answer", r, true)) {
+		t.Error("an asymmetric leg asked for strict-source")
+	}
+}

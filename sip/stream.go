@@ -2,11 +2,16 @@ package sip
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
+	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -25,6 +30,8 @@ type screenListener struct {
 	// the connection); refuse, of a new connection (true: close it).
 	admit  func(src net.Addr, msg []byte) bool
 	refuse func(src net.Addr) bool
+	// hygiene bounds each connection's life; nil = no bounds.
+	hygiene *streamHygiene
 }
 
 func (l *screenListener) Accept() (net.Conn, error) {
@@ -37,7 +44,12 @@ func (l *screenListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		return &screenConn{Conn: c, l: l}, nil
+		sc := &screenConn{Conn: c, l: l}
+		if l.hygiene != nil && !l.hygiene.open(sc, time.Now()) {
+			c.Close()
+			continue
+		}
+		return sc, nil
 	}
 }
 
@@ -52,6 +64,14 @@ type screenConn struct {
 	// The message at the start of in: its size once its headers are in,
 	// and how far they were searched for their end before that.
 	size, scanned int
+
+	// With hygiene: when the last read returned, when the first byte of
+	// the message at the start of in came (zero: none has), and when the
+	// last whole message did (or the connection was accepted).
+	readAt, begun, active time.Time
+	remote                netip.AddrPort
+	release               func() // ends the per-source count
+	closed                sync.Once
 }
 
 func (c *screenConn) Read(b []byte) (int, error) {
@@ -62,18 +82,45 @@ func (c *screenConn) Read(b []byte) (int, error) {
 		if c.err != nil {
 			return 0, c.err
 		}
-		// Read straight into in, grown as a message needs: an idle
-		// connection keeps a few KiB, not another 64 KiB buffer.
-		c.in = slices.Grow(c.in, 4096)
-		n, err := c.Conn.Read(c.in[len(c.in):cap(c.in)])
-		c.in = c.in[:len(c.in)+n]
-		if err != nil {
-			c.err = err
-		}
+		c.fill()
 	}
 	n := copy(b, c.out)
 	c.out = c.out[n:]
 	return n, nil
+}
+
+// fill reads what the peer sends next into in, grown as a message needs
+// (an idle connection keeps a few KiB, not another 64 KiB buffer), by the
+// deadline hygiene sets.
+func (c *screenConn) fill() {
+	h := c.l.hygiene
+	if h != nil {
+		_ = c.Conn.SetReadDeadline(h.deadline(c))
+	}
+	c.in = slices.Grow(c.in, 4096)
+	n, err := c.Conn.Read(c.in[len(c.in):cap(c.in)])
+	c.in = c.in[:len(c.in)+n]
+	if h != nil {
+		c.readAt = time.Now()
+		c.clock()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			h.timedOut(c, c.readAt)
+			return
+		}
+	}
+	if err != nil {
+		c.err = err
+	}
+}
+
+// clock starts the message clock when the first byte of a message is in
+// in (it came with the last read), and stops it when none is.
+func (c *screenConn) clock() {
+	if len(bytes.TrimLeft(c.in, "\r\n")) == 0 {
+		c.begun = time.Time{}
+	} else if c.begun.IsZero() {
+		c.begun = c.readAt
+	}
 }
 
 // frame moves one unit (a run of keepalive CRLFs or one accepted message)
@@ -121,6 +168,7 @@ func (c *screenConn) frame() bool {
 	} else {
 		c.out = append(c.out[:0], msg...)
 	}
+	c.active = c.readAt // a keepalive alone keeps nothing open
 	c.consume(c.size)
 	return true
 }
@@ -174,6 +222,7 @@ func (c *screenConn) sized() bool {
 func (c *screenConn) consume(n int) {
 	c.in = append(c.in[:0], c.in[n:]...)
 	c.size, c.scanned = 0, 0
+	c.clock()
 }
 
 // close refuses what is buffered, sends reply if any, and ends the stream:

@@ -93,6 +93,14 @@ type SIP struct {
 	DefaultRoute string   `toml:"default_route"`
 	Resolver     string   `toml:"resolver"`
 	T1           Duration `toml:"t1"`
+
+	// Accepted TCP connections: a message begun must be whole within
+	// TCPMessageTimeout; one silent for TCPIdleTimeout is closed unless a
+	// binding or dialog needs it (0 = never); one source IP may hold
+	// TCPMaxPerSource at once (0 = no limit; trusted peers are exempt).
+	TCPMessageTimeout Duration `toml:"tcp_message_timeout"`
+	TCPIdleTimeout    Duration `toml:"tcp_idle_timeout"`
+	TCPMaxPerSource   int      `toml:"tcp_max_per_source"`
 }
 
 // Registrar is the [registrar] table.

@@ -28,6 +28,10 @@ func TestDefaultsAreValid(t *testing.T) {
 	if c.Media.Latch != "strict" {
 		t.Errorf("media.latch = %q, want \"strict\" (no RTP Bleed by default)", c.Media.Latch)
 	}
+	if s := c.SIP; s.TCPMessageTimeout.Duration != 10*time.Second || s.TCPIdleTimeout.Duration != 120*time.Second || s.TCPMaxPerSource != 64 {
+		t.Errorf("tcp_message_timeout %s, tcp_idle_timeout %s, tcp_max_per_source %d; want 10s, 2m0s, 64 (Kamailio-like)",
+			s.TCPMessageTimeout, s.TCPIdleTimeout, s.TCPMaxPerSource)
+	}
 	if c.Store.Path != "sipanchor.db" || c.API.Listen != "127.0.0.1:8080" {
 		t.Errorf("store/api = %q %q", c.Store.Path, c.API.Listen)
 	}
@@ -91,6 +95,12 @@ func TestLoadErrors(t *testing.T) {
 		{"bad store sync", "[store]\nsync = \"always\"\n", "c.toml:2: store.sync: \"always\": want normal or full"},
 		{"bad timeout mode", "[media]\nport_min = 30000\ntimeout_mode = \"either\"\n", "c.toml:3: media.timeout_mode: \"either\": want all or any"},
 		{"bad latch", "[media]\nport_min = 30000\nlatch = \"symmetric\"\n", "c.toml:3: media.latch: \"symmetric\": want strict, learn or off"},
+		{"tcp message timeout zero", "[sip]\ntcp_message_timeout = \"0s\"\n", "c.toml:2: sip.tcp_message_timeout: must be 100ms..5m"},
+		{"tcp message timeout long", "[sip]\ntcp_message_timeout = \"1h\"\n", "c.toml:2: sip.tcp_message_timeout: must be 100ms..5m"},
+		{"tcp idle timeout short", "\n[sip]\ntcp_idle_timeout = \"10ms\"\n", "c.toml:3: sip.tcp_idle_timeout: must be 0s (never) or at least 1s"},
+		{"tcp idle timeout negative", "[sip]\ntcp_idle_timeout = \"-1s\"\n", "c.toml:2: sip.tcp_idle_timeout:"},
+		{"tcp idle timeout not a duration", "[sip]\ntcp_idle_timeout = 120\n", "c.toml:2: sip.tcp_idle_timeout:"},
+		{"tcp per source negative", "[sip]\ntcp_max_per_source = -1\n", "c.toml:2: sip.tcp_max_per_source: must not be negative (0 = no limit)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,6 +116,18 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("error = %q\nwant it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestTCPHygieneOff: the idle timeout and the per-source limit can be
+// turned off; the message timeout can be short.
+func TestTCPHygieneOff(t *testing.T) {
+	c, err := Parse("c.toml", []byte("[sip]\ntcp_message_timeout = \"500ms\"\ntcp_idle_timeout = \"0s\"\ntcp_max_per_source = 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.SIP; s.TCPMessageTimeout.Duration != 500*time.Millisecond || s.TCPIdleTimeout.Duration != 0 || s.TCPMaxPerSource != 0 {
+		t.Errorf("sip = %+v", s)
 	}
 }
 

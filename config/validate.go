@@ -186,6 +186,15 @@ func (c *Config) validate(lines positions, file string) error {
 	if t1 := c.SIP.T1.Duration; t1 < 10*time.Millisecond || t1 > 10*time.Second {
 		bad("sip.t1", "must be 10ms..10s, got %s", t1)
 	}
+	if mt := c.SIP.TCPMessageTimeout.Duration; mt < 100*time.Millisecond || mt > 5*time.Minute {
+		bad("sip.tcp_message_timeout", "must be 100ms..5m, got %s", mt)
+	}
+	if it := c.SIP.TCPIdleTimeout.Duration; it != 0 && it < time.Second {
+		bad("sip.tcp_idle_timeout", "must be 0s (never) or at least 1s, got %s", it)
+	}
+	if n := c.SIP.TCPMaxPerSource; n < 0 {
+		bad("sip.tcp_max_per_source", "must not be negative (0 = no limit), got %d", n)
+	}
 
 	r := c.Registrar
 	if r.MinExpires < 1 {

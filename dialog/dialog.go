@@ -260,15 +260,28 @@ func (m *Manager) CountPeer(name string) int { return m.count("peer " + name) }
 // (user@domain of the INVITE's From).
 func (m *Manager) CountUser(aor string) int { return m.count("user " + aor) }
 
+// HasSource reports whether a live dialog has a side whose SIP comes from
+// a: its caller's source, or its callee's once it answered. The SIP layer
+// keeps a TCP connection from there open while it is silent.
+func (m *Manager) HasSource(a netip.AddrPort) bool { return m.count(sourceKey(a)) > 0 }
+
+func sourceKey(a netip.AddrPort) string {
+	return "flow " + netip.AddrPortFrom(a.Addr().Unmap(), a.Port()).String()
+}
+
 func (m *Manager) count(k string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.counts[k]
 }
 
-// countKeys are the tallies d counts in: its caller's source IP, peer, user.
+// countKeys are the tallies d counts in: its caller's source IP, peer,
+// user, and the source (IP and port) of each side.
 func (d *Dialog) countKeys() []string {
-	keys := []string{"src " + d.src[0].Addr().Unmap().String()}
+	keys := []string{"src " + d.src[0].Addr().Unmap().String(), sourceKey(d.src[0])}
+	if d.src[1].IsValid() {
+		keys = append(keys, sourceKey(d.src[1]))
+	}
 	if d.peer != "" {
 		keys = append(keys, "peer "+d.peer)
 	}
@@ -532,12 +545,36 @@ func (m *Manager) remove(d *Dialog) {
 	if m.dialogs[key(d.callID, d.caller.Tag)] == d {
 		delete(m.dialogs, key(d.callID, d.caller.Tag))
 		for _, c := range d.countKeys() {
-			if m.counts[c]--; m.counts[c] <= 0 {
-				delete(m.counts, c)
-			}
+			m.uncount(c)
 		}
 	}
 	m.mu.Unlock()
+}
+
+// uncount takes one from a tally. Call with m.mu held.
+func (m *Manager) uncount(k string) {
+	if m.counts[k]--; m.counts[k] <= 0 {
+		delete(m.counts, k)
+	}
+}
+
+// setCalleeSource records where the callee's SIP comes from, keeping the
+// tally by source in step (d.src is written under both locks). Call with
+// d locked.
+func (m *Manager) setCalleeSource(d *Dialog, src netip.AddrPort) {
+	if d.src[1] == src {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	live := m.dialogs[key(d.callID, d.caller.Tag)] == d
+	if live && d.src[1].IsValid() {
+		m.uncount(sourceKey(d.src[1]))
+	}
+	d.src[1] = src
+	if live && src.IsValid() {
+		m.counts[sourceKey(src)]++
+	}
 }
 
 // Wait waits for background work (timers, BYEs in flight).

@@ -44,7 +44,7 @@ func (d *Dialog) branchResponse(ctx context.Context, branch string, code int, to
 	if d.ended || d.state == StateConfirmed && code < 200 {
 		return sdp, nil // a late provisional: nothing to do
 	}
-	d.src[1] = src
+	d.m.setCalleeSource(d, src)
 	if toTag != "" {
 		if d.callee.Tag == "" {
 			d.callee.Tag = toTag

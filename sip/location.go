@@ -44,8 +44,9 @@ type Location struct {
 	seed    maphash.Seed
 	writers [writerStripes]sync.Mutex
 
-	mu    sync.Mutex
-	byAOR map[string][]*Binding
+	mu     sync.Mutex
+	byAOR  map[string][]*Binding
+	byFlow map[flowKey]int // bindings by transport and received address
 }
 
 // writerStripes is how many AORs can be written at once (SQLite then
@@ -55,7 +56,7 @@ const writerStripes = 64
 // OpenLocation loads the bindings that have not expired from the location
 // table of db, a store opened with store.Open.
 func OpenLocation(ctx context.Context, db *sql.DB, log *slog.Logger) (*Location, error) {
-	l := &Location{db: db, log: log, seed: maphash.MakeSeed(), byAOR: map[string][]*Binding{}}
+	l := &Location{db: db, log: log, seed: maphash.MakeSeed(), byAOR: map[string][]*Binding{}, byFlow: map[flowKey]int{}}
 	now := time.Now()
 	if _, err := db.ExecContext(ctx, `DELETE FROM location WHERE expires <= ?`, now.Unix()); err != nil {
 		return nil, fmt.Errorf("location cleanup: %w", err)
@@ -76,6 +77,7 @@ func OpenLocation(ctx context.Context, db *sql.DB, log *slog.Logger) (*Location,
 		b.Expires = time.Unix(exp, 0)
 		b.Received, _ = netip.ParseAddrPort(rcv)
 		l.byAOR[b.AOR] = append(l.byAOR[b.AOR], &b)
+		l.index([]*Binding{&b}, 1)
 		n++
 	}
 	if err := rows.Err(); err != nil {
@@ -123,6 +125,25 @@ func (l *Location) All(now time.Time) []Binding {
 	return out
 }
 
+// HasFlow reports whether a binding was registered from remote over
+// transport: the TCP connection it came over must stay open, since a UA
+// behind NAT can be reached only through it.
+func (l *Location) HasFlow(transport string, remote netip.AddrPort) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.byFlow[flowKey{transport, netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())}] > 0
+}
+
+// index adds n for each of bs to the bindings by flow. Call with l.mu held.
+func (l *Location) index(bs []*Binding, n int) {
+	for _, b := range bs {
+		k := flowKey{b.Transport, b.Received}
+		if l.byFlow[k] += n; l.byFlow[k] <= 0 {
+			delete(l.byFlow, k)
+		}
+	}
+}
+
 // update applies fn to copies of the bindings of aor; fn returns the new
 // list. The new list is written to the database in one transaction before
 // it becomes visible. Writers of the same AOR are serialised; lookups go on
@@ -157,6 +178,8 @@ func (l *Location) update(ctx context.Context, aor string, fn func([]*Binding) (
 		}
 		out[i] = *b
 	}
+	l.index(l.byAOR[aor], -1)
+	l.index(next, 1)
 	if len(next) == 0 {
 		delete(l.byAOR, aor)
 	} else {

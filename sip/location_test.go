@@ -170,3 +170,57 @@ func TestKeepaliveCountSurvivesAWrite(t *testing.T) {
 		t.Errorf("second unanswered keepalive after the write: %d in a row, want 2", n)
 	}
 }
+
+// TestHasFlow: a binding holds the flow (transport and exact source) its
+// REGISTER came over while it lives, across a restart, and not once it
+// expired or moved to another connection.
+func TestHasFlow(t *testing.T) {
+	ctx := context.Background()
+	loc, path := openTestLocation(t)
+	now := time.Now()
+	conn1 := netip.MustParseAddrPort("127.0.0.4:40001")
+	conn2 := netip.MustParseAddrPort("127.0.0.4:40002")
+	bind := func(from netip.AddrPort, expires time.Time) func([]*Binding) ([]*Binding, error) {
+		return func([]*Binding) ([]*Binding, error) {
+			return []*Binding{{AOR: "carol@example.test", Contact: "sip:carol@10.1.2.3;transport=tcp", Expires: expires, Q: 1,
+				CallID: "c", CSeq: 1, Received: from, Transport: "tcp"}}, nil
+		}
+	}
+	if _, err := loc.update(ctx, "carol@example.test", bind(conn1, now.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if !loc.HasFlow("tcp", conn1) || !loc.HasFlow("tcp", netip.MustParseAddrPort("[::ffff:127.0.0.4]:40001")) {
+		t.Error("the binding's connection is not held")
+	}
+	if loc.HasFlow("udp", conn1) || loc.HasFlow("tcp", conn2) {
+		t.Error("another transport or connection is held")
+	}
+	db, err := store.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	restarted, err := OpenLocation(ctx, db, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !restarted.HasFlow("tcp", conn1) {
+		t.Error("a binding loaded at start does not hold its flow")
+	}
+	// Re-registered over a new connection: only that one is held.
+	if _, err := loc.update(ctx, "carol@example.test", bind(conn2, now.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if loc.HasFlow("tcp", conn1) || !loc.HasFlow("tcp", conn2) {
+		t.Error("after re-registering over another connection: the old one held, or the new one not")
+	}
+	if _, err := loc.update(ctx, "carol@example.test", bind(conn2, now.Add(-time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loc.Expire(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	if loc.HasFlow("tcp", conn2) {
+		t.Error("an expired binding still holds its connection")
+	}
+}

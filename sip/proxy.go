@@ -56,11 +56,12 @@ type Proxy struct {
 	auth    *authenticator
 	dialogs *dialog.Manager
 
-	flows     *flows       // which listener each source address came in on
-	dns       *resolver    // next-hop host names, cached, off the request path
-	pike      *pike        // flood bans by source address
-	limits    *callLimits  // new calls: at once, per second, in progress
-	malformed atomic.Int64 // datagrams dropped or answered 400 before the transaction layer
+	flows     *flows         // which listener each source address came in on
+	dns       *resolver      // next-hop host names, cached, off the request path
+	pike      *pike          // flood bans by source address
+	tcp       *streamHygiene // accepted TCP connections' deadlines and per-source limit
+	limits    *callLimits    // new calls: at once, per second, in progress
+	malformed atomic.Int64   // datagrams dropped or answered 400 before the transaction layer
 	metrics   *Metrics
 	wg        sync.WaitGroup
 }
@@ -138,6 +139,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 	p.seedFlows()
 	ifaces := interfaceAddrs()
 	filter := &datagramFilter{parser: sip.NewParser(), sockets: map[string]*stampedConn{}, bad: p.badDatagram, shed: p.newQueueShed(cfg.Limits)}
+	p.tcp = newStreamHygiene(cfg.SIP, trusted, p.loc, o.Dialogs, o.Log)
 	for _, l := range ls {
 		p.self[strings.ToLower(net.JoinHostPort(l.host, strconv.Itoa(l.port)))] = true
 		p.self[l.local.String()] = true
@@ -153,7 +155,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 			}
 		}
 		if l.ln != nil {
-			l.ln = &screenListener{Listener: l.ln, parser: filter.parser, bad: p.badDatagram, admit: p.admitStream, refuse: p.bannedConn}
+			l.ln = &screenListener{Listener: l.ln, parser: filter.parser, bad: p.badDatagram, admit: p.admitStream, refuse: p.bannedConn, hygiene: p.tcp}
 		}
 	}
 

@@ -177,11 +177,7 @@ func TestFloodIsBannedCallsGoOn(t *testing.T) {
 		t.Errorf("peak RSS %d KiB under the flood, baseline %d KiB: not bounded", peak, baseRSS)
 	}
 	p.waitIdle("after the flood")
-	var h map[string]float64
-	eventually(t, 10*time.Second, func() bool {
-		h = p.health()
-		return h["goroutines"] <= base["goroutines"]+30 && h["open_files"] <= base["open_files"]+10
-	}, "goroutines/open files %v/%v, baseline %v/%v", &h, &h, base["goroutines"], base["open_files"])
+	p.backTo(t, base, 30, 10)
 
 	out, err := p.ctl("bans")
 	if err != nil || !strings.Contains(out, "127.0.0.9") {

@@ -78,9 +78,10 @@ func (a *api) metrics(w http.ResponseWriter, r *http.Request) {
 	metric("sipanchor_sip_malformed_total", "counter", "Messages rejected before the transaction layer.")
 	value("sipanchor_sip_malformed_total", nil, float64(a.Proxy.Malformed()))
 	banned, rate := a.Proxy.Dropped()
-	metric("sipanchor_sip_dropped_total", "counter", "Messages dropped unread by the flood bans: from a banned source (banned), or the request that got its source banned (rate).")
+	metric("sipanchor_sip_dropped_total", "counter", "Messages dropped unread by the flood bans: from a banned source (banned), or the request that got its source banned (rate); TCP connections closed as soon as accepted because their source IP already had [sip] tcp_max_per_source open (tcp_per_source).")
 	value("sipanchor_sip_dropped_total", []string{"reason", "banned"}, float64(banned))
 	value("sipanchor_sip_dropped_total", []string{"reason", "rate"}, float64(rate))
+	value("sipanchor_sip_dropped_total", []string{"reason", "tcp_per_source"}, float64(a.Proxy.TCPRefused()))
 	metric("sipanchor_sip_limited_total", "counter", "New calls answered 503 with Retry-After, by the limit they hit: calls, calls_per_source, cps, overload (max_pending_invites), queue (max_queue_delay), calls_per_peer; calls_per_user is answered 486.")
 	refused := a.Proxy.Refused()
 	for _, l := range sip.Limits() {

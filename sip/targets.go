@@ -82,16 +82,26 @@ func (p *Proxy) targets(req *sip.Request) ([]target, int, string) {
 // uriTarget sends a request with Request-URI ruri toward next (the top
 // Route, or ruri itself), resolving a host name through the cache.
 func (p *Proxy) uriTarget(ruri, next sip.Uri) (target, error) {
-	tr := "udp"
+	tr, explicit := "udp", false
 	if v, ok := next.UriParams.Get("transport"); ok && v != "" {
-		tr = strings.ToLower(v)
+		tr, explicit = strings.ToLower(v), true
 	}
 	port := next.Port
+	host := strings.Trim(next.Host, "[]")
+	a, err := netip.ParseAddr(host)
+	if err != nil && port == 0 {
+		// RFC 3263 §4.2: a name without a port is looked up by SRV first.
+		dst, srvTr, found, serr := p.srvTarget(host, tr, explicit)
+		if serr != nil {
+			return target{}, serr
+		}
+		if found {
+			return target{ruri: ruri, dst: dst, transport: srvTr}, nil
+		}
+	}
 	if port == 0 {
 		port = 5060
 	}
-	host := strings.Trim(next.Host, "[]")
-	a, err := netip.ParseAddr(host)
 	if err != nil {
 		ips, lerr := p.dns.lookup(host)
 		if lerr != nil {
@@ -100,6 +110,37 @@ func (p *Proxy) uriTarget(ruri, next sip.Uri) (target, error) {
 		a = ips[0]
 	}
 	return target{ruri: ruri, dst: netip.AddrPortFrom(a.Unmap(), uint16(port)), transport: tr}, nil
+}
+
+// srvTarget resolves host's SRV records for the transport asked for, or,
+// with none asked for, for UDP then TCP (RFC 3263 §4.1 without NAPTR, which
+// Go's resolver cannot query), and the chosen record's address. found is
+// false when there are no SRV records: the caller then goes by host's own
+// address. A lookup still unanswered is an error, not a "none": falling
+// back to the address would send the call elsewhere than the operator's
+// DNS says.
+func (p *Proxy) srvTarget(host, tr string, explicit bool) (dst netip.AddrPort, proto string, found bool, err error) {
+	protos := []string{"udp", "tcp"}
+	if explicit {
+		protos = []string{tr}
+	}
+	for _, proto := range protos {
+		srvs, lerr := p.dns.lookupSRV(proto, host)
+		if errors.Is(lerr, errDNSWait) {
+			return netip.AddrPort{}, "", false, fmt.Errorf("SRV of %s: %w", host, lerr)
+		}
+		if lerr != nil {
+			continue
+		}
+		rec := pickSRV(srvs)
+		name := strings.TrimSuffix(rec.Target, ".")
+		ips, lerr := p.dns.lookup(name)
+		if lerr != nil {
+			return netip.AddrPort{}, "", false, fmt.Errorf("resolve %s (SRV of %s): %w", name, host, lerr)
+		}
+		return netip.AddrPortFrom(ips[0].Unmap(), rec.Port), proto, true, nil
+	}
+	return netip.AddrPort{}, "", false, nil
 }
 
 // bindingTarget reaches a registered contact at the address its REGISTER

@@ -203,6 +203,7 @@ type Dialog struct {
 	src       [2]netip.AddrPort    // SIP source of each side
 	accepted  [2][]byte            // last SDP of each side that was part of a completed offer/answer
 	pending   map[string]*exchange // offer/answer exchanges in progress, by transaction
+	sent2xx   *sent2xx             // the last 2xx to an INVITE, as relayed
 	ended     bool
 	offset    [2]uint32     // added to CSeqs from caller, callee (requests we sent in their name)
 	done      chan struct{} // closed when the dialog ends

@@ -38,6 +38,7 @@ type record struct {
 	Set       string                     `json:"set,omitempty"`
 	Src       [2]netip.AddrPort          `json:"src"`
 	Pending   []savedExchange            `json:"pending,omitempty"`
+	Sent2xx   *sent2xx                   `json:"sent_2xx,omitempty"`
 	Peer      string                     `json:"peer,omitempty"`
 	User      string                     `json:"user,omitempty"`
 }
@@ -185,7 +186,7 @@ func (m *Manager) save(d *Dialog, wait bool) {
 	rec := record{CallID: d.callID, Caller: d.caller, Callee: d.callee, Branch: d.branch, Engaged: d.engaged,
 		Created: d.created, Answered: d.answered, Flags: d.flags, Accepted: d.accepted, Offset: d.offset, Moves: d.moves,
 		Early: d.state == StateEarly, LateOffer: d.lateOffer, Offer: d.offer, Set: d.set, Src: d.src,
-		Peer: d.peer, User: d.user, Pending: d.savedPending()}
+		Peer: d.peer, User: d.user, Pending: d.savedPending(), Sent2xx: d.sent2xx}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if p, ok := m.engine.(relay.Persister); ok && d.engaged {
@@ -274,6 +275,7 @@ func (m *Manager) Load(ctx context.Context) (int, error) {
 			early: map[string]string{}, earlyOA: map[string]*exchange{},
 			offset: rec.Offset, moves: rec.Moves, done: make(chan struct{}), acked: make(chan struct{}),
 			lateOffer: rec.LateOffer, offer: rec.Offer, set: rec.Set, src: rec.Src, peer: rec.Peer, user: rec.User,
+			sent2xx: rec.Sent2xx,
 		}
 		d.restorePending(rec.Pending)
 		if rec.Early {

@@ -206,7 +206,7 @@ func (p *Proxy) initialResponse(b *branch, res, up *sip.Response, req *sip.Reque
 	branchID, _ := b.req.Via().Params.Get("branch")
 	src, _ := netip.ParseAddrPort(res.Source())
 	toTag, _ := res.To().Params.Get("tag")
-	r := dialog.InitialResponse{Branch: branchID, Code: res.StatusCode, ToTag: toTag, Source: src, SDP: res.Body(), Offer: offer}
+	r := dialog.InitialResponse{Branch: branchID, CSeq: res.CSeq().SeqNo, Code: res.StatusCode, ToTag: toTag, Source: src, SDP: res.Body(), Offer: offer}
 	if res.IsSuccess() && up != nil {
 		contact := ""
 		if c := up.Contact(); c != nil {
@@ -469,61 +469,4 @@ func (p *Proxy) Move(ctx context.Context, callID string, flags *[2]relay.LegFlag
 	}
 	p.log.Info("call moved to new relay ports", "call_id", callID)
 	return nil
-}
-
-// anchorStray gives a 2xx that matches no transaction to its dialog: the
-// INVITE (initial or re-INVITE) was forwarded before a restart, and the
-// dialog was restored with its relay sessions and the exchange in flight.
-// The 2xx is then answered by the relay like any other (up's SDP
-// rewritten); an initial one confirms the dialog.
-func (p *Proxy) anchorStray(res, up *sip.Response) {
-	if p.dialogs == nil {
-		return
-	}
-	fromTag, _ := res.From().Params.Get("tag")
-	toTag0, _ := res.To().Params.Get("tag")
-	d, _, ok := p.dialogs.Find(callID(res), fromTag, toTag0)
-	if !ok {
-		return
-	}
-	if !d.Early() {
-		p.anchorStrayReinvite(d, res, up)
-		return
-	}
-	branchID, _ := res.Via().Params.Get("branch")
-	src, _ := netip.ParseAddrPort(res.Source())
-	toTag, _ := res.To().Params.Get("tag")
-	contact := ""
-	if c := up.Contact(); c != nil {
-		contact = c.Address.String()
-	}
-	body, err := d.OnInitialResponse(context.Background(), dialog.InitialResponse{
-		Branch: branchID, Code: res.StatusCode, ToTag: toTag, Source: src, SDP: res.Body(),
-		Callee: dialog.Party{URI: "<" + res.To().Address.String() + ">", Tag: toTag, Contact: contact, Routes: p.routesToCallee(res)},
-	})
-	if err != nil {
-		p.log.Warn("relay answer of a 2xx after a restart failed; SDP passed on unchanged", "call_id", callID(res), "err", err)
-		return
-	}
-	setBody(up, body)
-	p.log.Info("early dialog answered after a restart", "call_id", callID(res))
-}
-
-// anchorStrayReinvite answers a re-INVITE's 2xx from the exchange saved
-// with the dialog, and gives the sender back its own CSeq.
-func (p *Proxy) anchorStrayReinvite(d *dialog.Dialog, res, up *sip.Response) {
-	if up.CSeq() == nil {
-		return
-	}
-	body, orig, ok, err := d.StrayResponse(context.Background(), res.CSeq().SeqNo, res.StatusCode, res.Body())
-	if !ok {
-		return
-	}
-	up.CSeq().SeqNo = orig
-	if err != nil {
-		p.log.Warn("relay answer of a re-INVITE's 2xx after a restart failed; SDP passed on unchanged", "call_id", callID(res), "err", err)
-		return
-	}
-	setBody(up, body)
-	p.log.Info("re-INVITE answered after a restart", "call_id", callID(res))
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -308,6 +307,11 @@ func (p *Proxy) startBranch(req *sip.Request, in *listener, t target, branchID s
 	if err != nil {
 		return nil, err
 	}
+	if r.IsInvite() {
+		// A 2xx resent before the transaction ends (its ACK is late) is
+		// not passed on by sipgo: relay it as one after the end is.
+		tx.OnRetransmission(p.strayResponse)
+	}
 	return &branch{t: t, req: r, tx: tx, out: out}, nil
 }
 
@@ -454,77 +458,6 @@ func (p *Proxy) forwardStateless(req *sip.Request) {
 	if err := p.cli.WriteRequest(r, prebuilt); err != nil {
 		p.log.Info("ACK not forwarded", "call_id", callID(req), "target", t.String(), "err", err)
 	}
-}
-
-// strayResponse handles a response that matches no client transaction.
-// Only a 2xx to an INVITE is relayed (statelessly, if the top Via is ours):
-// those are the callee's retransmissions after the INVITE transaction
-// ended, and the caller needs them until it ACKs (RFC 6026). Anything else
-// is late: sipgo runs each message on its own goroutine, so a 180 can
-// arrive after the 200 that ended its transaction, and relaying it would
-// put a 180 after the 200 at the caller.
-func (p *Proxy) strayResponse(res *sip.Response) {
-	if !strayRelayable(res) {
-		p.log.Debug("late response dropped", "call_id", callID(res), "status", res.StatusCode)
-		return
-	}
-	v := res.Via()
-	b, _ := v.Params.Get("branch")
-	if !strings.HasPrefix(b, branchPrefix) || !p.isUs(sip.Uri{Host: v.Host, Port: v.Port}) {
-		return
-	}
-	up := upstream(res)
-	if up.Via() == nil {
-		return
-	}
-	addAlias(up, res.Source(), strings.ToLower(res.Transport())) // as upstreamOf does
-	p.anchorStray(res, up)
-	if err := p.sendStateless(up); err != nil {
-		p.log.Debug("stray response not relayed", "call_id", callID(res), "status", res.StatusCode, "err", err)
-	}
-}
-
-// sendStateless relays a response along its top Via with no transaction
-// (RFC 3261 §16.7 step 10, §18.2.2): to the Via's received address (else
-// its host) and rport (else its port), over UDP from the listener that
-// address's messages came in on — no state of sipgo's needed, so this
-// works for the retransmitted 2xx of an INVITE forwarded before a restart.
-// Over TCP it needs the connection the request came on.
-func (p *Proxy) sendStateless(res *sip.Response) error {
-	v := res.Via()
-	host := v.Host
-	if r, ok := v.Params.Get("received"); ok && r != "" {
-		host = r
-	}
-	port := v.Port
-	if rp, ok := v.Params.Get("rport"); ok && rp != "" {
-		if n, err := strconv.Atoi(rp); err == nil {
-			port = n
-		}
-	}
-	if port <= 0 || port > 65535 {
-		port = 5060
-	}
-	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
-	tr := strings.ToLower(v.Transport)
-	if err != nil || tr != "udp" {
-		res.SetTransport(v.Transport)
-		res.SetDestination(net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port)))
-		return p.tp.WriteMsg(res)
-	}
-	dst := netip.AddrPortFrom(a.Unmap(), uint16(port))
-	l, err := p.outbound("udp", dst, "")
-	if err != nil {
-		return err
-	}
-	_, err = l.pc.WriteTo([]byte(res.String()), net.UDPAddrFromAddrPort(dst))
-	return err
-}
-
-// strayRelayable: a 2xx to an INVITE, with a Via to follow back.
-func strayRelayable(res *sip.Response) bool {
-	return res.IsSuccess() && res.CSeq() != nil && res.CSeq().MethodName == sip.INVITE &&
-		res.Via() != nil && res.Via().Params != nil
 }
 
 func shortHash(s string) string {

@@ -14,11 +14,12 @@ import (
 // manager's. Every entry point does nothing to a dialog that has ended.
 
 // OfferBranch rewrites one forked branch's copy of the initial INVITE's
-// SDP (DESIGN: initial INVITE with SDP → Offer).
-func (d *Dialog) OfferBranch(ctx context.Context, branch string, sdp []byte) ([]byte, error) {
+// SDP (DESIGN: initial INVITE with SDP → Offer); to is how that copy
+// leaves, kept with the branch's relay session.
+func (d *Dialog) OfferBranch(ctx context.Context, branch string, to BranchTarget, sdp []byte) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.offerBranch(ctx, branch, sdp)
+	return d.offerBranch(ctx, branch, to, sdp)
 }
 
 // InitialResponse is one response from one branch of the initial INVITE.

@@ -71,3 +71,71 @@ func (d *Dialog) Early() bool {
 	defer d.mu.Unlock()
 	return d.state == StateEarly && !d.ended
 }
+
+// BranchTarget is how one copy of the initial INVITE left, as the SIP
+// layer needs it to CANCEL that copy and to ACK its final response when
+// its client transaction is gone (a restart): RFC 3261 §9.1 and §17.1.1.3
+// want the INVITE's Request-URI, top Via, Route, From, Call-ID and CSeq
+// number again, sent where the INVITE went. This package only keeps it,
+// with the branch's relay session, and saves it with an early dialog.
+type BranchTarget struct {
+	Cancel   string `json:"cancel"`   // the branch's CANCEL, as SIP text
+	Dest     string `json:"dest"`     // where the INVITE was sent, host:port
+	Listener string `json:"listener"` // the listener it left from
+}
+
+// CancelRestored handles a CANCEL that matched no INVITE transaction
+// (viaBranch its top Via branch): the INVITE was forwarded before a
+// restart and its dialog restored early. As a proxy does (RFC 3261
+// §16.10), the CANCEL is then answered 200 and every pending branch is
+// CANCELled; the branches' final responses (StrayFinal) end the dialog.
+// The relay sessions go at once, as with Cancel: no early media after
+// the CANCEL. ok is false when no such INVITE is pending (481); to lists
+// the branches to CANCEL, none for a resent CANCEL.
+func (d *Dialog) CancelRestored(ctx context.Context, viaBranch string) (to []BranchTarget, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ended || d.state != StateEarly || len(d.targets) == 0 || d.invite != viaBranch {
+		return nil, false
+	}
+	if d.cancelled.Swap(true) {
+		return nil, true
+	}
+	for _, t := range d.targets {
+		to = append(to, t)
+	}
+	for b := range d.branches {
+		d.freeBranch(ctx, b)
+	}
+	d.log.Info("restored call cancelled", "branches", len(to))
+	return to, true
+}
+
+// StrayFinal handles a final response ≥ 300 to the initial INVITE that
+// matched no client transaction, from the branch whose Via branch is
+// branch. If that branch was pending in a restored early dialog, it ends;
+// when it was the last one, so does the dialog, and last tells the SIP
+// layer to relay the response to the caller: no server transaction of
+// this process will send it a final response. to is how the branch's
+// INVITE left, for the ACK (zero when not known).
+func (d *Dialog) StrayFinal(ctx context.Context, branch string) (to BranchTarget, last bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	to, pending := d.targets[branch]
+	if _, ok := d.branches[branch]; ok {
+		pending = true
+	}
+	if d.ended || d.state != StateEarly || !pending {
+		return to, false
+	}
+	d.branchFailed(ctx, branch)
+	if len(d.targets) > 0 || len(d.branches) > 0 {
+		return to, false
+	}
+	reason := "no 2xx"
+	if d.cancelled.Load() {
+		reason = "cancelled"
+	}
+	d.fail(ctx, reason)
+	return to, true
+}

@@ -41,6 +41,11 @@ type record struct {
 	Sent2xx   *sent2xx                   `json:"sent_2xx,omitempty"`
 	Peer      string                     `json:"peer,omitempty"`
 	User      string                     `json:"user,omitempty"`
+	// The caller's Via branch of the INVITE, and how each pending
+	// branch's INVITE left (early dialogs): a CANCEL or a final response
+	// after a restart is handled from these.
+	Invite  string                  `json:"invite,omitempty"`
+	Targets map[string]BranchTarget `json:"targets,omitempty"`
 }
 
 // dbWrite is one queued change: a dialog row to save, or an ended dialog
@@ -186,7 +191,10 @@ func (m *Manager) save(d *Dialog, wait bool) {
 	rec := record{CallID: d.callID, Caller: d.caller, Callee: d.callee, Branch: d.branch, Engaged: d.engaged,
 		Created: d.created, Answered: d.answered, Flags: d.flags, Accepted: d.accepted, Offset: d.offset, Moves: d.moves,
 		Early: d.state == StateEarly, LateOffer: d.lateOffer, Offer: d.offer, Set: d.set, Src: d.src,
-		Peer: d.peer, User: d.user, Pending: d.savedPending(), Sent2xx: d.sent2xx}
+		Peer: d.peer, User: d.user, Pending: d.savedPending(), Sent2xx: d.sent2xx, Invite: d.invite}
+	if rec.Early {
+		rec.Targets = d.targets
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if p, ok := m.engine.(relay.Persister); ok && d.engaged {
@@ -275,7 +283,10 @@ func (m *Manager) Load(ctx context.Context) (int, error) {
 			early: map[string]string{}, earlyOA: map[string]*exchange{},
 			offset: rec.Offset, moves: rec.Moves, done: make(chan struct{}), acked: make(chan struct{}),
 			lateOffer: rec.LateOffer, offer: rec.Offer, set: rec.Set, src: rec.Src, peer: rec.Peer, user: rec.User,
-			sent2xx: rec.Sent2xx,
+			sent2xx: rec.Sent2xx, invite: rec.Invite, targets: rec.Targets,
+		}
+		if d.targets == nil {
+			d.targets = map[string]BranchTarget{}
 		}
 		d.restorePending(rec.Pending)
 		if rec.Early {

@@ -1,6 +1,7 @@
 package dialog
 
 import (
+	"slices"
 	"testing"
 
 	"sipanchor/relay"
@@ -13,7 +14,7 @@ import (
 func TestResent2xxGetsTheFirstBody(t *testing.T) {
 	m, e := newTest(t, EngageAlways)
 	d := begin(m, "A1")
-	d.OfferBranch(ctx, "b1", []byte("A1"))
+	d.OfferBranch(ctx, "b1", BranchTarget{}, []byte("A1"))
 	first, _ := d.OnInitialResponse(ctx, InitialResponse{Branch: "b1", CSeq: 1, Code: 200, ToTag: "t1", SDP: []byte("B1"), Callee: Party{Tag: "t1"}})
 	resent := func(name string, cseq uint32, tag, body0 string) {
 		t.Helper()
@@ -30,4 +31,43 @@ func TestResent2xxGetsTheFirstBody(t *testing.T) {
 	again, _ := d.Response(ctx, "INVITE", 2, 200, []byte("B2"))
 	resent("the re-INVITE's 2xx", 2, "t1", string(again))
 	resent("a 2xx to no INVITE in progress", 3, "t1", "")
+}
+
+// TestCancelAfterRestartEndsWithTheLastFinal: a CANCEL of an INVITE
+// whose transaction is gone names the branches to CANCEL once (its own
+// Via branch must be the INVITE's) and frees their relay sessions at
+// once; the dialog ends, and the SIP layer relays a final response, only
+// when the last branch's final response comes.
+func TestCancelAfterRestartEndsWithTheLastFinal(t *testing.T) {
+	m, e := newTest(t, EngageAlways)
+	d := m.Begin(InviteInfo{CallID: "c1", FromTag: "ft", CSeq: 1, SDP: []byte("A1"), Branch: "z9hG4bKcaller"})
+	t1, t2 := BranchTarget{Cancel: "CANCEL 1", Dest: "127.0.0.3:5060"}, BranchTarget{Cancel: "CANCEL 2", Dest: "127.0.0.4:5060"}
+	d.OfferBranch(ctx, "b1", t1, []byte("A1"))
+	d.OfferBranch(ctx, "b2", t2, []byte("A1"))
+	e.Calls()
+	if to, ok := d.CancelRestored(ctx, "z9hG4bKother"); ok || len(to) > 0 {
+		t.Fatalf("CANCEL of another INVITE: %v %v, want 481", to, ok)
+	}
+	to, ok := d.CancelRestored(ctx, "z9hG4bKcaller")
+	if !ok || len(to) != 2 {
+		t.Fatalf("CANCEL: %v %v, want both branches", to, ok)
+	}
+	if to, ok := d.CancelRestored(ctx, "z9hG4bKcaller"); !ok || len(to) > 0 {
+		t.Errorf("resent CANCEL: %v %v, want 200 and no second CANCEL", to, ok)
+	}
+	if got := ops(e); len(got) != 2 || !slices.Contains(got, "delete caller b1") || !slices.Contains(got, "delete caller b2") {
+		t.Errorf("engine calls at the CANCEL %q, want both branches deleted", got)
+	}
+	if to, last := d.StrayFinal(ctx, "b1"); to != t1 || last {
+		t.Errorf("first 487: %v last %v, want b1's target, not last", to, last)
+	}
+	if to, last := d.StrayFinal(ctx, "b1"); to != (BranchTarget{}) || last {
+		t.Errorf("487 resent: %v last %v, want nothing", to, last)
+	}
+	if to, last := d.StrayFinal(ctx, "b2"); to != t2 || !last {
+		t.Errorf("last 487: %v last %v, want b2's target, last", to, last)
+	}
+	if m.Count() != 0 {
+		t.Errorf("%d dialogs left after the last 487", m.Count())
+	}
 }

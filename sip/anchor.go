@@ -66,13 +66,14 @@ func (p *Proxy) engage(req *sip.Request, peer string) (*anchor, int, string) {
 			contact = h.Address.String()
 		}
 		src, _ := netip.ParseAddrPort(req.Source())
+		branch, _ := req.Via().Params.Get("branch")
 		d := p.dialogs.Begin(dialog.InviteInfo{
 			CallID: cid, FromTag: fromTag,
 			FromURI: "<" + req.From().Address.String() + ">", ToURI: "<" + req.To().Address.String() + ">",
 			Contact: contact, CSeq: cseq, SDP: req.Body(), Source: src,
 			NAT: contact != "" && strings.Contains(contact, aliasParam+"=") || sdpPrivate(req.Body()),
 			Set: p.relaySet(req.Recipient), CallerRoutes: p.routesToCaller(req),
-			Peer: peer, User: aorOf(req.From().Address),
+			Peer: peer, User: aorOf(req.From().Address), Branch: branch,
 		})
 		return &anchor{d: d, initial: true, method: "INVITE", cseq: cseq, offer: req.Body()}, 0, ""
 	}
@@ -147,12 +148,14 @@ func setBody(m interface {
 	m.SetBody(b)
 }
 
-// offerBranch rewrites one branch's copy of the initial INVITE.
-func (a *anchor) offerBranch(r *sip.Request, branch string) error {
+// offerBranch rewrites one branch's copy of the initial INVITE, r, which
+// leaves from listener out to t.
+func (a *anchor) offerBranch(r *sip.Request, branch string, out *listener, t target) error {
 	if a == nil || !a.initial {
 		return nil
 	}
-	body, err := a.d.OfferBranch(context.Background(), branch, r.Body())
+	to := dialog.BranchTarget{Cancel: cancelFor(r).String(), Dest: t.dst.String(), Listener: out.key()}
+	body, err := a.d.OfferBranch(context.Background(), branch, to, r.Body())
 	if a.afterCancel() {
 		return errCancelled
 	}

@@ -299,10 +299,10 @@ func (p *Proxy) startBranch(req *sip.Request, in *listener, t target, branchID s
 		addAlias(r, req.Source(), strings.ToLower(req.Transport()))
 	}
 	a.translate(r)
-	if err := a.offerBranch(r, branchID); err != nil {
+	p.addVia(r, out, t, branchID)
+	if err := a.offerBranch(r, branchID, out, t); err != nil {
 		return nil, fmt.Errorf("%w: %w", errRelay, err)
 	}
-	p.addVia(r, out, t, branchID)
 	tx, err := p.cli.TransactionRequest(context.Background(), r, prebuilt)
 	if err != nil {
 		return nil, err
@@ -327,8 +327,13 @@ func (p *Proxy) addVia(r *sip.Request, out *listener, t target, branchID string)
 	via.Params.Add("branch", branchID)
 	via.Params.Add("rport", "")
 	r.PrependHeader(via)
+	aim(r, out, t.dst)
+}
+
+// aim sends r to dst from listener out.
+func aim(r *sip.Request, out *listener, dst netip.AddrPort) {
 	r.SetTransport(out.network())
-	r.SetDestination(t.dst.String())
+	r.SetDestination(dst.String())
 	if out.transport == "udp" {
 		r.Laddr = out.laddr()
 	} else {
@@ -382,10 +387,15 @@ func (p *Proxy) stopBranch(b *branch, log *slog.Logger) {
 		return
 	}
 	b.stopped = true
-	c := cancelFor(b.req)
+	p.sendCancel(cancelFor(b.req), log)
+}
+
+// sendCancel sends a CANCEL in a transaction of its own, whose response
+// is not waited for.
+func (p *Proxy) sendCancel(c *sip.Request, log *slog.Logger) {
 	tx, err := p.cli.TransactionRequest(context.Background(), c, prebuilt)
 	if err != nil {
-		log.Info("CANCEL not sent", "target", b.t.String(), "err", err)
+		log.Info("CANCEL not sent", "target", c.Destination(), "err", err)
 		return
 	}
 	go func() {

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"strconv"
@@ -20,21 +21,27 @@ import (
 // for the call.
 
 // strayResponse handles a response that matches no client transaction,
-// and the 2xx retransmissions a client transaction passes on (RFC 6026).
-// Only a 2xx to an INVITE is relayed (statelessly, if the top Via is ours):
+// and the 2xx retransmissions a client transaction passes on (RFC 6026),
+// if the top Via is ours. A 2xx to an INVITE is relayed statelessly:
 // those are the callee's retransmissions after the INVITE transaction
-// ended, and the caller needs them until it ACKs (RFC 6026). Anything else
-// is late: sipgo runs each message on its own goroutine, so a 180 can
-// arrive after the 200 that ended its transaction, and relaying it would
-// put a 180 after the 200 at the caller.
+// ended, or its answer to an INVITE forwarded before a restart, and the
+// caller needs them until it ACKs (RFC 6026). A final ≥ 300 to an INVITE
+// is strayFinal's. Anything else is late: sipgo runs each message on its
+// own goroutine, so a 180 can arrive after the 200 that ended its
+// transaction, and relaying it would put a 180 after the 200 at the
+// caller.
 func (p *Proxy) strayResponse(res *sip.Response) {
-	if !strayRelayable(res) {
+	switch strayKind(res) {
+	case strayDropped:
 		p.log.Debug("late response dropped", "call_id", callID(res), "status", res.StatusCode)
 		return
+	case strayFailure:
+		if p.viaIsUs(res) {
+			p.strayFinal(res)
+		}
+		return
 	}
-	v := res.Via()
-	b, _ := v.Params.Get("branch")
-	if !strings.HasPrefix(b, branchPrefix) || !p.isUs(sip.Uri{Host: v.Host, Port: v.Port}) {
+	if !p.viaIsUs(res) {
 		return
 	}
 	up := upstream(res)
@@ -85,10 +92,184 @@ func (p *Proxy) sendStateless(res *sip.Response) error {
 	return err
 }
 
-// strayRelayable: a 2xx to an INVITE, with a Via to follow back.
-func strayRelayable(res *sip.Response) bool {
-	return res.IsSuccess() && res.CSeq() != nil && res.CSeq().MethodName == sip.INVITE &&
-		res.Via() != nil && res.Via().Params != nil
+// stray is what becomes of a response without a transaction.
+type stray uint8
+
+const (
+	strayDropped stray = iota // late: dropped
+	straySuccess              // a 2xx to an INVITE: relayed
+	strayFailure              // a final ≥ 300 to an INVITE: ACKed, maybe relayed
+)
+
+// strayKind sorts a response without a transaction; only those to an
+// INVITE, with a Via to follow back, are worth anything.
+func strayKind(res *sip.Response) stray {
+	if res.CSeq() == nil || res.CSeq().MethodName != sip.INVITE || res.Via() == nil || res.Via().Params == nil {
+		return strayDropped
+	}
+	switch {
+	case res.IsSuccess():
+		return straySuccess
+	case res.StatusCode >= 300:
+		return strayFailure
+	}
+	return strayDropped
+}
+
+// viaIsUs: the response's top Via is one of ours, with our branch prefix.
+func (p *Proxy) viaIsUs(res *sip.Response) bool {
+	v := res.Via()
+	b, _ := v.Params.Get("branch")
+	return strings.HasPrefix(b, branchPrefix) && p.isUs(sip.Uri{Host: v.Host, Port: v.Port})
+}
+
+// strayFinal handles a final response ≥ 300 to an INVITE of ours that no
+// client transaction matches: that transaction was lost in a restart, or
+// it ended and this is a retransmission (our ACK was lost). The response
+// is ACKed as the client transaction would have done (RFC 3261
+// §17.1.1.3): a stateless forward of the caller's ACK would not reach the
+// callee's transaction, whose branch was our old process's. When it ends
+// the last pending branch of a restored early dialog, it is relayed along
+// its Via as well (§16.7: a response without a transaction is forwarded
+// as a stateless proxy would), since no server transaction of ours will
+// give the caller a final response; the caller's ACK of it ends here
+// (finalACK). A retransmission is not relayed again: the caller had it.
+func (p *Proxy) strayFinal(res *sip.Response) {
+	log := p.log.With("call_id", callID(res), "status", res.StatusCode)
+	var to dialog.BranchTarget
+	last := false
+	if p.dialogs != nil {
+		fromTag, _ := res.From().Params.Get("tag")
+		if d, ok := p.dialogs.Get(callID(res), fromTag); ok {
+			branchID, _ := res.Via().Params.Get("branch")
+			to, last = d.StrayFinal(context.Background(), branchID)
+		}
+	}
+	if err := p.ackFinal(res, to); err != nil {
+		log.Info("ACK of a final response without its transaction not sent", "err", err)
+	}
+	if !last {
+		log.Debug("final response without its transaction ACKed")
+		return
+	}
+	up := upstream(res)
+	if up.Via() == nil {
+		return
+	}
+	if err := p.sendStateless(up); err != nil {
+		log.Info("final response after a restart not relayed", "err", err)
+		return
+	}
+	log.Info("final response after a restart relayed", "peer", res.Source())
+}
+
+// ackFinal ACKs a final response ≥ 300 (RFC 3261 §17.1.1.3) whose INVITE
+// left as to says; without it (the dialog is gone: a retransmission),
+// from the response alone, back where it came from, with its To URI for
+// the Request-URI: the next hop matches an ACK by its Via branch
+// (§17.2.3), which is the response's.
+func (p *Proxy) ackFinal(res *sip.Response, to dialog.BranchTarget) error {
+	var ack *sip.Request
+	var err error
+	if to == (dialog.BranchTarget{}) {
+		ack, err = p.ackFromResponse(res)
+	} else {
+		ack, err = p.restoredRequest(to, sip.ACK)
+	}
+	if err != nil {
+		return err
+	}
+	ack.ReplaceHeader(sip.HeaderClone(res.To()))
+	return p.cli.WriteRequest(ack, prebuilt)
+}
+
+// ackFromResponse builds the ACK of a non-2xx final response from the
+// response, aimed at its source.
+func (p *Proxy) ackFromResponse(res *sip.Response) (*sip.Request, error) {
+	src, err := netip.ParseAddrPort(res.Source())
+	if err != nil {
+		return nil, err
+	}
+	via := res.Via().Clone()
+	via.Params.Remove("received")
+	if via.Params.Has("rport") {
+		via.Params.Add("rport", "")
+	}
+	ack := sip.NewRequest(sip.ACK, *res.To().Address.Clone())
+	ack.AppendHeader(via)
+	mf := sip.MaxForwardsHeader(70)
+	ack.AppendHeader(&mf)
+	ack.AppendHeader(sip.HeaderClone(res.From()))
+	ack.AppendHeader(sip.HeaderClone(res.To()))
+	ack.AppendHeader(sip.HeaderClone(res.CallID()))
+	ack.AppendHeader(&sip.CSeqHeader{SeqNo: res.CSeq().SeqNo, MethodName: sip.ACK})
+	ack.SetBody(nil)
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	out, err := p.outbound(strings.ToLower(via.Transport), src, "")
+	if err != nil {
+		return nil, err
+	}
+	aim(ack, out, src)
+	return ack, nil
+}
+
+// restoredRequest is the CANCEL (or, with method ACK, the ACK without its
+// To) of a branch of an initial INVITE, from what its dialog kept of it,
+// aimed where the INVITE went.
+func (p *Proxy) restoredRequest(to dialog.BranchTarget, method sip.RequestMethod) (*sip.Request, error) {
+	m, err := sip.ParseMessage([]byte(to.Cancel))
+	if err != nil {
+		return nil, err
+	}
+	r, ok := m.(*sip.Request)
+	if !ok || r.Via() == nil || r.CSeq() == nil {
+		return nil, errors.New("saved CANCEL is not a request")
+	}
+	dst, err := netip.ParseAddrPort(to.Dest)
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.outbound(strings.ToLower(r.Via().Transport), dst, to.Listener)
+	if err != nil {
+		return nil, err
+	}
+	aim(r, out, dst)
+	r.Method = method
+	r.CSeq().MethodName = method
+	return r, nil
+}
+
+// cancelLost answers a CANCEL that matched no INVITE transaction. If its
+// INVITE was forwarded before a restart and the call's early dialog was
+// restored, the CANCEL is answered 200 and each pending branch gets the
+// CANCEL the old process would have sent (RFC 3261 §16.10); the callees'
+// 487s then end the call and reach the caller (strayFinal). The caller is
+// not sent a 487 of ours: it would need the INVITE's whole Via stack,
+// which the callee's 487 carries. Otherwise 481 (§9.2).
+func (p *Proxy) cancelLost(req *sip.Request, tx sip.ServerTransaction) {
+	var to []dialog.BranchTarget
+	ok := false
+	if p.dialogs != nil && !inDialog(req) {
+		fromTag, _ := req.From().Params.Get("tag")
+		if d, found := p.dialogs.Get(callID(req), fromTag); found {
+			branch, _ := req.Via().Params.Get("branch")
+			to, ok = d.CancelRestored(context.Background(), branch)
+		}
+	}
+	if !ok {
+		p.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	p.reply(req, tx, sip.StatusOK, "OK")
+	log := p.log.With("call_id", callID(req))
+	for _, t := range to {
+		c, err := p.restoredRequest(t, sip.CANCEL)
+		if err != nil {
+			log.Warn("CANCEL of a branch after a restart not sent", "target", t.Dest, "err", err)
+			continue
+		}
+		p.sendCancel(c, log)
+	}
 }
 
 // anchorStray gives a 2xx that matches no transaction to its dialog: the

@@ -139,3 +139,33 @@ func (d *Dialog) StrayFinal(ctx context.Context, branch string) (to BranchTarget
 	d.fail(ctx, reason)
 	return to, true
 }
+
+// FinalACK reports whether an ACK that matched no transaction, with top
+// Via branch branch, acknowledges a final response ≥ 300 to the INVITE
+// that began its call: such an ACK carries the INVITE's branch (RFC 3261
+// §17.1.1.3), the ACK of a 2xx a branch of its own (§13.2.2.4). It is hop
+// by hop: the SIP layer absorbs it. A live early dialog it concerns was
+// failed by the process before a restart, its end lost: it ends now.
+// Without a live dialog, the call record answers (the call ended before a
+// restart, or its 487 was relayed by StrayFinal).
+func (m *Manager) FinalACK(ctx context.Context, callID, fromTag, toTag, branch string) bool {
+	if branch == "" {
+		return false
+	}
+	if d, _, ok := m.Find(callID, fromTag, toTag); ok {
+		return d.finalACK(ctx, branch)
+	}
+	return m.endedWithInvite(ctx, callID, fromTag, branch)
+}
+
+func (d *Dialog) finalACK(ctx context.Context, branch string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.invite == "" || branch != d.invite {
+		return false
+	}
+	if !d.ended && d.state == StateEarly {
+		d.fail(ctx, "no 2xx")
+	}
+	return true
+}

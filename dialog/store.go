@@ -64,6 +64,7 @@ type callRecord struct {
 	reason         string
 	engaged        bool
 	media          any // string or nil
+	invite         any // the INVITE's Via branch: string or nil
 }
 
 // writer applies queued writes in batches, one transaction each: SQLite
@@ -149,8 +150,8 @@ func (m *Manager) apply(batch []dbWrite) error {
 			_, err = tx.ExecContext(ctx, `DELETE FROM dialogs WHERE call_id = ? AND from_tag = ?`, w.callID, w.fromTag)
 			if err == nil {
 				r := w.rec
-				_, err = tx.ExecContext(ctx, `INSERT INTO calls (call_id, from_tag, caller, callee, started, answered, ended, reason, engaged, media)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, w.callID, w.fromTag, r.caller, r.callee, r.started, r.answered, r.ended, r.reason, r.engaged, r.media)
+				_, err = tx.ExecContext(ctx, `INSERT INTO calls (call_id, from_tag, caller, callee, started, answered, ended, reason, engaged, media, invite_branch)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, w.callID, w.fromTag, r.caller, r.callee, r.started, r.answered, r.ended, r.reason, r.engaged, r.media, r.invite)
 			}
 		}
 		if err != nil {
@@ -221,6 +222,13 @@ func (m *Manager) save(d *Dialog, wait bool) {
 		m.queue(w)
 		return
 	}
+	m.commit(d, w, "dialog")
+}
+
+// commit hands w to the writer and returns once it is committed (durable
+// before visible: the SIP layer then relays what exposes it), or after
+// 2 s. Writes queued by other calls go in the same commit.
+func (m *Manager) commit(d *Dialog, w dbWrite, what string) {
 	w.done = make(chan error, 1)
 	if !m.queue(w) {
 		return
@@ -228,10 +236,10 @@ func (m *Manager) save(d *Dialog, wait bool) {
 	select {
 	case err := <-w.done:
 		if err != nil {
-			d.log.Error("dialog not saved before it was relayed", "err", err)
+			d.log.Error(what+" not saved before it was relayed", "err", err)
 		}
 	case <-time.After(2 * time.Second):
-		d.log.Warn("dialog save slower than 2 s; relaying anyway")
+		d.log.Warn(what + " save slower than 2 s; relaying anyway")
 	}
 }
 
@@ -317,7 +325,10 @@ func (m *Manager) Load(ctx context.Context) (int, error) {
 }
 
 // recordCall queues the call record of an ended dialog and the removal of
-// its saved state. stats may be nil (not engaged, or nothing to say).
+// its saved state. stats may be nil (not engaged, or nothing to say). A
+// call never answered is committed before this returns: the final
+// response the SIP layer sends next is ACKed to whichever process runs
+// then, which knows that ACK by the record (FinalACK).
 func (m *Manager) recordCall(d *Dialog, reason string, stats *relay.Stats) {
 	if m.cfg.DB == nil {
 		return
@@ -329,8 +340,28 @@ func (m *Manager) recordCall(d *Dialog, reason string, stats *relay.Stats) {
 			r.media = string(b)
 		}
 	}
+	if d.invite != "" {
+		r.invite = d.invite
+	}
+	w := dbWrite{callID: d.callID, fromTag: d.caller.Tag, rec: r}
 	if !d.answered.IsZero() {
 		r.answered = d.answered.UnixMilli()
+		m.queue(w)
+		return
 	}
-	m.queue(dbWrite{callID: d.callID, fromTag: d.caller.Tag, rec: r})
+	m.commit(d, w, "call record")
+}
+
+// endedWithInvite reports whether the call (callID, fromTag) has a call
+// record whose INVITE carried Via branch branch.
+func (m *Manager) endedWithInvite(ctx context.Context, callID, fromTag, branch string) bool {
+	if m.cfg.DB == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var one int
+	err := m.cfg.DB.QueryRowContext(ctx, `SELECT 1 FROM calls WHERE call_id = ? AND from_tag = ? AND invite_branch = ? LIMIT 1`,
+		callID, fromTag, branch).Scan(&one)
+	return err == nil
 }

@@ -1,10 +1,13 @@
 package dialog
 
 import (
+	"path/filepath"
 	"slices"
 	"testing"
 
 	"sipanchor/relay"
+	"sipanchor/relay/relaytest"
+	"sipanchor/store"
 )
 
 // TestResent2xxGetsTheFirstBody: a copy of the last 2xx to an INVITE
@@ -69,5 +72,44 @@ func TestCancelAfterRestartEndsWithTheLastFinal(t *testing.T) {
 	}
 	if m.Count() != 0 {
 		t.Errorf("%d dialogs left after the last 487", m.Count())
+	}
+}
+
+// TestFinalACKAfterRestart: the ACK of a final response ≥ 300 sent before
+// a restart is known by the INVITE's Via branch, whether the old
+// process's end of the call reached the store (the call record says) or
+// not (the restored early dialog says, and ends); the ACK of a 2xx, with
+// a branch of its own, is not taken for it.
+func TestFinalACKAfterRestart(t *testing.T) {
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cfg := Config{Engage: EngageAlways, Caller: relay.DefaultLegFlags(), Callee: relay.DefaultLegFlags(), DB: db}
+	old := NewManager(relaytest.New(), cfg)
+	d := old.Begin(InviteInfo{CallID: "c1", FromTag: "ft", CSeq: 1, SDP: []byte("A1"), Branch: "z9hG4bKinv"})
+	d.OfferBranch(ctx, "b1", BranchTarget{Cancel: "CANCEL", Dest: "127.0.0.3:5060"}, []byte("A1"))
+	old.Close() // killed while ringing: the early dialog is saved, its end never comes
+
+	m := NewManager(relaytest.New(), cfg)
+	defer m.Close()
+	if n, err := m.Load(ctx); n != 1 || err != nil {
+		t.Fatalf("Load: %d %v, want the early dialog", n, err)
+	}
+	if m.FinalACK(ctx, "c1", "ft", "tt", "z9hG4bKack2xx") {
+		t.Error("an ACK with a branch of its own taken for the ACK of a final response")
+	}
+	if !m.FinalACK(ctx, "c1", "ft", "tt", "z9hG4bKinv") {
+		t.Error("ACK with the INVITE's branch, restored early dialog: not known")
+	}
+	if m.Count() != 0 {
+		t.Errorf("%d dialogs after the ACK of a final response, want the early one ended", m.Count())
+	}
+	if !m.FinalACK(ctx, "c1", "ft", "tt", "z9hG4bKinv") {
+		t.Error("ACK with the INVITE's branch, call ended: not known from its call record")
+	}
+	if m.FinalACK(ctx, "c1", "ft", "tt", "z9hG4bKack2xx") || m.FinalACK(ctx, "c2", "ft", "tt", "z9hG4bKinv") {
+		t.Error("another ACK taken for the ACK of a final response")
 	}
 }

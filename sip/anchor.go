@@ -264,14 +264,25 @@ func (p *Proxy) routesToCallee(res *sip.Response) []string {
 	return above
 }
 
+// tags are a message's From and To tags ("" when absent).
+func tags(m sip.Message) (from, to string) {
+	from, _ = m.From().Params.Get("tag")
+	to, _ = m.To().Params.Get("tag")
+	return from, to
+}
+
+// dialogOf finds the dialog of an in-dialog message, from either side.
+func (p *Proxy) dialogOf(m sip.Message) (*dialog.Dialog, relay.Leg, bool) {
+	if p.dialogs == nil {
+		return nil, relay.LegUnknown, false
+	}
+	from, to := tags(m)
+	return p.dialogs.Find(callID(m), from, to)
+}
+
 // ackHook applies an ACK's SDP (the answer to an offer made in a 2xx).
 func (p *Proxy) ackHook(req *sip.Request) {
-	if p.dialogs == nil {
-		return
-	}
-	fromTag, _ := req.From().Params.Get("tag")
-	toTag, _ := req.To().Params.Get("tag")
-	d, leg, ok := p.dialogs.Find(callID(req), fromTag, toTag)
+	d, leg, ok := p.dialogOf(req)
 	if !ok {
 		return
 	}

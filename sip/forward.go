@@ -411,28 +411,41 @@ func (p *Proxy) sendCancel(c *sip.Request, log *slog.Logger) {
 // cancelFor builds the CANCEL of a forwarded INVITE (RFC 3261 §9.1): same
 // Request-URI, top Via, Route, Call-ID, From, To and CSeq number.
 func cancelFor(inv *sip.Request) *sip.Request {
-	c := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
-	c.AppendHeader(inv.Via().Clone())
-	for _, r := range inv.GetHeaders("Route") {
-		c.AppendHeader(sip.HeaderClone(r))
-	}
-	mf := sip.MaxForwardsHeader(70)
-	c.AppendHeader(&mf)
-	c.AppendHeader(sip.HeaderClone(inv.From()))
-	c.AppendHeader(sip.HeaderClone(inv.To()))
-	c.AppendHeader(sip.HeaderClone(inv.CallID()))
-	c.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
-	c.SetBody(nil)
+	c := hopByHop(sip.CANCEL, inv.Recipient, inv.Via(), inv.GetHeaders("Route"), inv)
 	c.SetTransport(inv.Transport())
 	c.SetDestination(inv.Destination())
 	c.Laddr = inv.Laddr
 	return c
 }
 
+// hopByHop builds a request that goes one hop only: a CANCEL, or the ACK
+// of a final response ≥ 300 (RFC 3261 §9.1, §17.1.1.3). It has the one
+// Via and the Route set given, and m's From, To, Call-ID and CSeq number.
+func hopByHop(method sip.RequestMethod, ruri sip.Uri, via *sip.ViaHeader, routes []sip.Header, m sip.Message) *sip.Request {
+	r := sip.NewRequest(method, *ruri.Clone())
+	r.AppendHeader(via.Clone())
+	for _, rt := range routes {
+		r.AppendHeader(sip.HeaderClone(rt))
+	}
+	mf := sip.MaxForwardsHeader(70)
+	r.AppendHeader(&mf)
+	r.AppendHeader(sip.HeaderClone(m.From()))
+	r.AppendHeader(sip.HeaderClone(m.To()))
+	r.AppendHeader(sip.HeaderClone(m.CallID()))
+	r.AppendHeader(&sip.CSeqHeader{SeqNo: m.CSeq().SeqNo, MethodName: method})
+	r.SetBody(nil)
+	return r
+}
+
 // forwardStateless relays a request that has no transaction of its own:
-// the ACK of a 2xx (RFC 3261 §16.11 for stateless forwarding).
+// the ACK of a 2xx (RFC 3261 §16.11 for stateless forwarding). The ACK of
+// a final response ≥ 300 whose transaction is gone is absorbed instead.
 func (p *Proxy) forwardStateless(req *sip.Request) {
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		return
+	}
+	if p.finalACK(req) {
+		p.log.Debug("ACK of a final response without its transaction absorbed", "call_id", callID(req), "peer", req.Source())
 		return
 	}
 	p.ackHook(req)

@@ -139,7 +139,7 @@ func (p *Proxy) strayFinal(res *sip.Response) {
 	var to dialog.BranchTarget
 	last := false
 	if p.dialogs != nil {
-		fromTag, _ := res.From().Params.Get("tag")
+		fromTag, _ := tags(res)
 		if d, ok := p.dialogs.Get(callID(res), fromTag); ok {
 			branchID, _ := res.Via().Params.Get("branch")
 			to, last = d.StrayFinal(context.Background(), branchID)
@@ -195,15 +195,7 @@ func (p *Proxy) ackFromResponse(res *sip.Response) (*sip.Request, error) {
 	if via.Params.Has("rport") {
 		via.Params.Add("rport", "")
 	}
-	ack := sip.NewRequest(sip.ACK, *res.To().Address.Clone())
-	ack.AppendHeader(via)
-	mf := sip.MaxForwardsHeader(70)
-	ack.AppendHeader(&mf)
-	ack.AppendHeader(sip.HeaderClone(res.From()))
-	ack.AppendHeader(sip.HeaderClone(res.To()))
-	ack.AppendHeader(sip.HeaderClone(res.CallID()))
-	ack.AppendHeader(&sip.CSeqHeader{SeqNo: res.CSeq().SeqNo, MethodName: sip.ACK})
-	ack.SetBody(nil)
+	ack := hopByHop(sip.ACK, res.To().Address, via, nil, res)
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	out, err := p.outbound(strings.ToLower(via.Transport), src, "")
 	if err != nil {
@@ -239,6 +231,20 @@ func (p *Proxy) restoredRequest(to dialog.BranchTarget, method sip.RequestMethod
 	return r, nil
 }
 
+// finalACK reports whether an ACK acknowledges a final response ≥ 300
+// to a call's INVITE (the dialog layer knows it by the INVITE's Via
+// branch): hop by hop (RFC 3261 §17.1.1.3), it goes no further. Its
+// transaction is gone (a restart, or sipgo ended it); the callee's final
+// response was ACKed by us, then or by strayFinal.
+func (p *Proxy) finalACK(req *sip.Request) bool {
+	if p.dialogs == nil {
+		return false
+	}
+	branch, _ := req.Via().Params.Get("branch")
+	fromTag, toTag := tags(req)
+	return p.dialogs.FinalACK(context.Background(), callID(req), fromTag, toTag, branch)
+}
+
 // cancelLost answers a CANCEL that matched no INVITE transaction. If its
 // INVITE was forwarded before a restart and the call's early dialog was
 // restored, the CANCEL is answered 200 and each pending branch gets the
@@ -250,7 +256,7 @@ func (p *Proxy) cancelLost(req *sip.Request, tx sip.ServerTransaction) {
 	var to []dialog.BranchTarget
 	ok := false
 	if p.dialogs != nil && !inDialog(req) {
-		fromTag, _ := req.From().Params.Get("tag")
+		fromTag, _ := tags(req)
 		if d, found := p.dialogs.Get(callID(req), fromTag); found {
 			branch, _ := req.Via().Params.Get("branch")
 			to, ok = d.CancelRestored(context.Background(), branch)
@@ -279,15 +285,11 @@ func (p *Proxy) cancelLost(req *sip.Request, tx sip.ServerTransaction) {
 // by the relay like any other (up's SDP rewritten); an initial one
 // confirms the dialog.
 func (p *Proxy) anchorStray(res, up *sip.Response) {
-	if p.dialogs == nil {
-		return
-	}
-	fromTag, _ := res.From().Params.Get("tag")
-	toTag, _ := res.To().Params.Get("tag")
-	d, _, ok := p.dialogs.Find(callID(res), fromTag, toTag)
+	d, _, ok := p.dialogOf(res)
 	if !ok {
 		return
 	}
+	_, toTag := tags(res)
 	if !d.Early() {
 		p.anchorStrayConfirmed(d, res, up)
 		return
@@ -318,7 +320,7 @@ func (p *Proxy) anchorStrayConfirmed(d *dialog.Dialog, res, up *sip.Response) {
 	if up.CSeq() == nil {
 		return
 	}
-	toTag, _ := res.To().Params.Get("tag")
+	_, toTag := tags(res)
 	body, orig, ok, err := d.StrayResponse(context.Background(), res.CSeq().SeqNo, res.StatusCode, toTag, res.Body())
 	if !ok {
 		return

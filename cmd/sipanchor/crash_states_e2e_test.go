@@ -28,12 +28,7 @@ func (u *ua) ackFinal(d *dlg, res *sip.Response) {
 // restarts it. c.invite is the INVITE bob holds.
 func ringingKill9(t *testing.T, p *proxy) *anchoredCall {
 	t.Helper()
-	c := &anchoredCall{alice: newUA(t, "alice", "127.0.0.2", p, "192.168.1.60"), bob: newUA(t, "bob", "127.0.0.3", p, "192.168.1.50")}
-	c.aRTP, c.bRTP = newRTP(t, "127.0.0.2"), newRTP(t, "127.0.0.3")
-	c.bob.register(600)
-	c.dc = c.alice.inviteSDP("sip:bob@example.test", sdpWith(c.aRTP.port(), ""))
-	c.invite = c.bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
-	c.toBob = mediaOf(t, c.invite.Body())
+	c := inviteAnchored(t, p)
 	c.bob.answer(c.invite, 180, "Ringing", "b1")
 	c.alice.recv("180", isResponse(180, "INVITE"))
 	eventually(t, 2*time.Second, func() bool { return p.savedDialogs() == 1 }, "the ringing call was never saved")
@@ -77,15 +72,23 @@ func TestKill9ThenCancel(t *testing.T) {
 		t.Errorf("CANCEL %s CSeq %d, want the INVITE's %s CSeq %d", cancel.Recipient.String(), cancel.CSeq().SeqNo, c.invite.Recipient.String(), c.invite.CSeq().SeqNo)
 	}
 	c.bob.okTo(cancel)
-	c.bob.answer(c.invite, 487, "Request Terminated", "b1")
-	res := c.alice.recv("487", isFinal("INVITE")).(*sip.Response)
-	if res.StatusCode != 487 {
-		t.Fatalf("caller got %d, want the callee's 487", res.StatusCode)
+	failsAfterRestart(t, p, c, 487, "Request Terminated")
+}
+
+// failsAfterRestart: bob answers the INVITE that rang before the restart
+// with code; the caller gets that response, bob its ACK, the caller's ACK
+// goes no further, and nothing of the call is left.
+func failsAfterRestart(t *testing.T, p *proxy, c *anchoredCall, code int, reason string) {
+	t.Helper()
+	c.bob.answer(c.invite, code, reason, "b1")
+	res := c.alice.recv("final response relayed by the restarted sipanchor", isFinal("INVITE")).(*sip.Response)
+	if res.StatusCode != code {
+		t.Fatalf("caller got %d, want the callee's %d", res.StatusCode, code)
 	}
 	ackOfFinal(t, c.bob, c.invite)
 	c.alice.ackFinal(c.dc, res)
 	c.bob.quiet("ACK passed on", 500*time.Millisecond, isRequest("ACK"))
-	p.waitIdle("after the CANCEL")
+	p.waitIdle(fmt.Sprintf("after the %d", code))
 }
 
 // TestKill9ThenBusy: the callee rejects (486) a call that was ringing
@@ -95,14 +98,27 @@ func TestKill9ThenCancel(t *testing.T) {
 // relay ports are freed.
 func TestKill9ThenBusy(t *testing.T) {
 	p := startProxy(t, "")
-	c := ringingKill9(t, p)
-	c.bob.answer(c.invite, 486, "Busy Here", "b1")
-	res := c.alice.recv("486 relayed by the restarted sipanchor", isFinal("INVITE")).(*sip.Response)
-	if res.StatusCode != 486 {
-		t.Fatalf("caller got %d, want the callee's 486", res.StatusCode)
-	}
-	ackOfFinal(t, c.bob, c.invite)
-	c.alice.ackFinal(c.dc, res)
-	c.bob.quiet("ACK passed on", 500*time.Millisecond, isRequest("ACK"))
-	p.waitIdle("after the 486")
+	failsAfterRestart(t, p, ringingKill9(t, p), 486, "Busy Here")
+}
+
+// TestKill9BeforeTheACKOfARejection: a trusted peer's call through a
+// static route is rejected (486); sipanchor relays the 486 and is killed
+// (-9) before the caller's ACK of it arrives. That ACK is hop by hop
+// (RFC 3261 §17.1.1.3): the restarted sipanchor absorbs it instead of
+// routing it to the Request-URI's host, which had its ACK already.
+func TestKill9BeforeTheACKOfARejection(t *testing.T) {
+	port := freePort(t)
+	p := startProxy(t, fmt.Sprintf("[[route]]\nmatch = \"sip:*@127.0.0.5\"\nto = \"sip:127.0.0.5:%d\"\n", port)+officePeer)
+	alice := newUA(t, "alice", "127.0.0.2", p, "192.168.1.60")
+	carrier := newUAOn(t, "carrier", fmt.Sprintf("127.0.0.5:%d", port), p)
+	dc := alice.inviteSDP(fmt.Sprintf("sip:bob@127.0.0.5:%d", port), sdpWith(4000, ""))
+	inv := carrier.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+	carrier.answer(inv, 486, "Busy Here", "c1")
+	res := alice.recv("486", isResponse(486, "INVITE")).(*sip.Response)
+	ackOfFinal(t, carrier, inv)
+	eventually(t, 2*time.Second, func() bool { return p.savedDialogs() == 0 }, "the rejected call is still saved")
+	p.kill9()
+	p.start()
+	alice.ackFinal(dc, res)
+	carrier.quiet("ACK of the 486 routed on", 500*time.Millisecond, isRequest("ACK"))
 }

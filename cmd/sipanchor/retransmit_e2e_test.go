@@ -13,12 +13,8 @@ import (
 // and the media stays where it was.
 func TestRetransmitted2xxRelayedAsTheFirst(t *testing.T) {
 	p := startProxy(t, "")
-	c := &anchoredCall{alice: newUA(t, "alice", "127.0.0.2", p, "192.168.1.60"), bob: newUA(t, "bob", "127.0.0.3", p, "192.168.1.50")}
-	c.aRTP, c.bRTP = newRTP(t, "127.0.0.2"), newRTP(t, "127.0.0.3")
-	c.bob.register(600)
-	c.dc = c.alice.inviteSDP("sip:bob@example.test", sdpWith(c.aRTP.port(), ""))
-	inv := c.bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
-	c.toBob = mediaOf(t, inv.Body())
+	c := inviteAnchored(t, p)
+	inv := c.invite
 	answer := sdpWith(c.bRTP.port(), "")
 	c.dd = c.bob.answerSDP(inv, "b1", answer)
 	first := c.alice.recv("200", isResponse(200, "INVITE")).(*sip.Response)

@@ -223,12 +223,13 @@ type sent2xx struct {
 	SDP  []byte `json:"sdp,omitempty"` // the body relayed
 }
 
-// StrayResponse handles a 2xx that matched no transaction (cseq as
-// forwarded, toTag its To tag): a copy of the last 2xx relayed, resent
-// because the ACK is late, gets the body that one got; else it is the
-// answer to a re-INVITE forwarded before a restart. It returns the body
-// to relay and the CSeq its sender wrote; ok is false when the dialog
-// knows neither.
+// StrayResponse handles a final response to an INVITE that matched no
+// transaction (cseq as forwarded, toTag its To tag): a copy of the last
+// 2xx relayed, resent because the ACK is late, gets the body that one
+// got; else it answers a re-INVITE forwarded before a restart (a
+// rejection puts the offerer's media back). It returns the body to relay
+// and the CSeq its sender wrote; ok is false when the dialog knows
+// neither.
 func (d *Dialog) StrayResponse(ctx context.Context, cseq uint32, code int, toTag string, sdp []byte) (body []byte, orig uint32, ok bool, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -236,7 +237,7 @@ func (d *Dialog) StrayResponse(ctx context.Context, cseq uint32, code int, toTag
 	if d.ended || d.state != StateConfirmed {
 		return nil, 0, false, nil
 	}
-	if s := d.sent2xx; s != nil && s.Key == k && (s.Tag == "" || s.Tag == toTag) {
+	if s := d.sent2xx; s != nil && code < 300 && s.Key == k && (s.Tag == "" || s.Tag == toTag) {
 		return s.SDP, s.Orig, true, nil
 	}
 	x := d.pending[k]

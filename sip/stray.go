@@ -129,26 +129,20 @@ func (p *Proxy) viaIsUs(res *sip.Response) bool {
 // is ACKed as the client transaction would have done (RFC 3261
 // §17.1.1.3): a stateless forward of the caller's ACK would not reach the
 // callee's transaction, whose branch was our old process's. When it ends
-// the last pending branch of a restored early dialog, it is relayed along
-// its Via as well (§16.7: a response without a transaction is forwarded
-// as a stateless proxy would), since no server transaction of ours will
-// give the caller a final response; the caller's ACK of it ends here
-// (finalACK). A retransmission is not relayed again: the caller had it.
+// the last pending branch of a restored early dialog, or rejects a
+// re-INVITE its dialog saved in flight, it is relayed along its Via as
+// well (§16.7: a response without a transaction is forwarded as a
+// stateless proxy would), since no server transaction of ours will give
+// the sender a final response; the caller's ACK of an initial INVITE's
+// ends here (finalACK). A retransmission is not relayed again: the
+// sender had it.
 func (p *Proxy) strayFinal(res *sip.Response) {
 	log := p.log.With("call_id", callID(res), "status", res.StatusCode)
-	var to dialog.BranchTarget
-	last := false
-	if p.dialogs != nil {
-		fromTag, _ := tags(res)
-		if d, ok := p.dialogs.Get(callID(res), fromTag); ok {
-			branchID, _ := res.Via().Params.Get("branch")
-			to, last = d.StrayFinal(context.Background(), branchID)
-		}
-	}
+	to, relay, orig := p.anchorStrayFinal(res)
 	if err := p.ackFinal(res, to); err != nil {
 		log.Info("ACK of a final response without its transaction not sent", "err", err)
 	}
-	if !last {
+	if !relay {
 		log.Debug("final response without its transaction ACKed")
 		return
 	}
@@ -156,11 +150,37 @@ func (p *Proxy) strayFinal(res *sip.Response) {
 	if up.Via() == nil {
 		return
 	}
+	up.CSeq().SeqNo = orig
 	if err := p.sendStateless(up); err != nil {
 		log.Info("final response after a restart not relayed", "err", err)
 		return
 	}
 	log.Info("final response after a restart relayed", "peer", res.Source())
+}
+
+// anchorStrayFinal gives a final response ≥ 300 without its transaction
+// to its dialog: in a restored early dialog it ends its branch, and the
+// call with the last one (relay: the caller is told); in a confirmed one
+// it rejects a re-INVITE saved in flight (relay, with orig the CSeq its
+// sender wrote; the offerer's media is put back). to is how the branch's
+// INVITE left, when the dialog kept it.
+func (p *Proxy) anchorStrayFinal(res *sip.Response) (to dialog.BranchTarget, relay bool, orig uint32) {
+	orig = res.CSeq().SeqNo
+	d, _, ok := p.dialogOf(res)
+	if !ok {
+		return to, false, orig
+	}
+	ctx := context.Background()
+	if d.Early() {
+		branchID, _ := res.Via().Params.Get("branch")
+		to, relay = d.StrayFinal(ctx, branchID)
+		return to, relay, orig
+	}
+	_, toTag := tags(res)
+	if _, sent, ok, _ := d.StrayResponse(ctx, orig, res.StatusCode, toTag, nil); ok {
+		return to, true, sent
+	}
+	return to, false, orig
 }
 
 // ackFinal ACKs a final response ≥ 300 (RFC 3261 §17.1.1.3) whose INVITE

@@ -122,3 +122,28 @@ func TestKill9BeforeTheACKOfARejection(t *testing.T) {
 	alice.ackFinal(dc, res)
 	carrier.quiet("ACK of the 486 routed on", 500*time.Millisecond, isRequest("ACK"))
 }
+
+// TestKill9ThenReinviteRejected: the callee rejects (488) a re-INVITE
+// that was at it when sipanchor was killed (-9) and restarted. The caller
+// gets the 488 with its own CSeq, the callee its ACK, and the media goes
+// where it went before the re-INVITE.
+func TestKill9ThenReinviteRejected(t *testing.T) {
+	p := startProxy(t, "")
+	c := setupAnchoredCall(t, p)
+	c.twoWay(t, 'a')
+	c.alice.requestBody(c.dc, "INVITE", sdpWith(newRTP(t, "127.0.0.2").port(), ""))
+	reinv := c.bob.recv("re-INVITE", isRequest("INVITE")).(*sip.Request)
+	p.kill9()
+	p.start()
+	c.bob.respondSDP(reinv, 488, "Not Acceptable Here", "")
+	res := c.alice.recv("488 relayed by the restarted sipanchor", isFinal("INVITE")).(*sip.Response)
+	if res.StatusCode != 488 || res.CSeq().SeqNo != uint32(c.dc.cseq) {
+		t.Fatalf("caller got %d CSeq %d, want the callee's 488 with its own CSeq %d", res.StatusCode, res.CSeq().SeqNo, c.dc.cseq)
+	}
+	ackOfFinal(t, c.bob, reinv)
+	c.twoWay(t, 'k')
+	c.alice.request(c.dc, "BYE")
+	c.bob.okTo(c.bob.recv("BYE", isRequest("BYE")))
+	c.alice.recv("200 to BYE", isResponse(200, "BYE"))
+	p.waitIdle("after the call")
+}

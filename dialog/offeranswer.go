@@ -233,6 +233,11 @@ type sent2xx struct {
 func (d *Dialog) StrayResponse(ctx context.Context, cseq uint32, code int, toTag string, sdp []byte) (body []byte, orig uint32, ok bool, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.strayResponse(ctx, cseq, code, toTag, sdp)
+}
+
+// strayResponse is StrayResponse. Call locked.
+func (d *Dialog) strayResponse(ctx context.Context, cseq uint32, code int, toTag string, sdp []byte) (body []byte, orig uint32, ok bool, err error) {
 	k := txKey("INVITE", cseq)
 	if d.ended || d.state != StateConfirmed {
 		return nil, 0, false, nil

@@ -111,33 +111,38 @@ func (d *Dialog) CancelRestored(ctx context.Context, viaBranch string) (to []Bra
 	return to, true
 }
 
-// StrayFinal handles a final response ≥ 300 to the initial INVITE that
-// matched no client transaction, from the branch whose Via branch is
-// branch. If that branch was pending in a restored early dialog, it ends;
-// when it was the last one, so does the dialog, and last tells the SIP
-// layer to relay the response to the caller: no server transaction of
-// this process will send it a final response. to is how the branch's
-// INVITE left, for the ACK (zero when not known).
-func (d *Dialog) StrayFinal(ctx context.Context, branch string) (to BranchTarget, last bool) {
+// StrayFinal handles a final response ≥ 300 to an INVITE that matched no
+// client transaction: cseq as forwarded, branch our Via branch. In a
+// confirmed dialog it rejects a re-INVITE saved in flight before a
+// restart (StrayResponse). In a restored early dialog it ends that
+// branch, and with the last one the dialog. relay tells the SIP layer to
+// pass the response on, with orig the CSeq its sender wrote: no server
+// transaction of this process will send it a final response. to is how
+// the branch's INVITE left, for the ACK (zero when not known).
+func (d *Dialog) StrayFinal(ctx context.Context, branch string, cseq uint32, code int) (to BranchTarget, relay bool, orig uint32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.state == StateConfirmed {
+		_, orig, relay, _ = d.strayResponse(ctx, cseq, code, "", nil)
+		return to, relay, orig
+	}
 	to, pending := d.targets[branch]
 	if _, ok := d.branches[branch]; ok {
 		pending = true
 	}
 	if d.ended || d.state != StateEarly || !pending {
-		return to, false
+		return to, false, cseq
 	}
 	d.branchFailed(ctx, branch)
 	if len(d.targets) > 0 || len(d.branches) > 0 {
-		return to, false
+		return to, false, cseq
 	}
 	reason := "no 2xx"
 	if d.cancelled.Load() {
 		reason = "cancelled"
 	}
 	d.fail(ctx, reason)
-	return to, true
+	return to, true, cseq
 }
 
 // FinalACK reports whether an ACK that matched no transaction, with top

@@ -61,13 +61,13 @@ func TestCancelAfterRestartEndsWithTheLastFinal(t *testing.T) {
 	if got := ops(e); len(got) != 2 || !slices.Contains(got, "delete caller b1") || !slices.Contains(got, "delete caller b2") {
 		t.Errorf("engine calls at the CANCEL %q, want both branches deleted", got)
 	}
-	if to, last := d.StrayFinal(ctx, "b1"); to != t1 || last {
+	if to, last, _ := d.StrayFinal(ctx, "b1", 1, 487); to != t1 || last {
 		t.Errorf("first 487: %v last %v, want b1's target, not last", to, last)
 	}
-	if to, last := d.StrayFinal(ctx, "b1"); to != (BranchTarget{}) || last {
+	if to, last, _ := d.StrayFinal(ctx, "b1", 1, 487); to != (BranchTarget{}) || last {
 		t.Errorf("487 resent: %v last %v, want nothing", to, last)
 	}
-	if to, last := d.StrayFinal(ctx, "b2"); to != t2 || !last {
+	if to, last, _ := d.StrayFinal(ctx, "b2", 1, 487); to != t2 || !last {
 		t.Errorf("last 487: %v last %v, want b2's target, last", to, last)
 	}
 	if m.Count() != 0 {

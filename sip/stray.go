@@ -159,28 +159,15 @@ func (p *Proxy) strayFinal(res *sip.Response) {
 }
 
 // anchorStrayFinal gives a final response ≥ 300 without its transaction
-// to its dialog: in a restored early dialog it ends its branch, and the
-// call with the last one (relay: the caller is told); in a confirmed one
-// it rejects a re-INVITE saved in flight (relay, with orig the CSeq its
-// sender wrote; the offerer's media is put back). to is how the branch's
-// INVITE left, when the dialog kept it.
+// to its dialog (Dialog.StrayFinal): whether to relay it, with which
+// CSeq, and how its INVITE left, when the dialog kept it.
 func (p *Proxy) anchorStrayFinal(res *sip.Response) (to dialog.BranchTarget, relay bool, orig uint32) {
-	orig = res.CSeq().SeqNo
 	d, _, ok := p.dialogOf(res)
 	if !ok {
-		return to, false, orig
+		return to, false, 0
 	}
-	ctx := context.Background()
-	if d.Early() {
-		branchID, _ := res.Via().Params.Get("branch")
-		to, relay = d.StrayFinal(ctx, branchID)
-		return to, relay, orig
-	}
-	_, toTag := tags(res)
-	if _, sent, ok, _ := d.StrayResponse(ctx, orig, res.StatusCode, toTag, nil); ok {
-		return to, true, sent
-	}
-	return to, false, orig
+	branchID, _ := res.Via().Params.Get("branch")
+	return d.StrayFinal(context.Background(), branchID, res.CSeq().SeqNo, res.StatusCode)
 }
 
 // ackFinal ACKs a final response ≥ 300 (RFC 3261 §17.1.1.3) whose INVITE

@@ -197,6 +197,8 @@ type Dialog struct {
 	peer      string                   // trusted peer the INVITE came from
 	user      string                   // caller's user@domain
 	branches  map[string]relay.Session // branches holding a relay session
+	targets   map[string]BranchTarget  // how each branch's INVITE left, while it may be pending
+	invite    string                   // the caller's Via branch of the INVITE (its CANCEL's, its ACK's of a non-2xx)
 	early     map[string]string        // early dialogs: callee's tag → branch
 	earlyOA   map[string]*exchange     // per branch: an offer in a reliable 18x, answered in the PRACK
 	inviteTx  string                   // the initial INVITE's txKey
@@ -204,6 +206,7 @@ type Dialog struct {
 	src       [2]netip.AddrPort    // SIP source of each side
 	accepted  [2][]byte            // last SDP of each side that was part of a completed offer/answer
 	pending   map[string]*exchange // offer/answer exchanges in progress, by transaction
+	sent2xx   *sent2xx             // the last 2xx to an INVITE, as relayed
 	ended     bool
 	offset    [2]uint32     // added to CSeqs from caller, callee (requests we sent in their name)
 	done      chan struct{} // closed when the dialog ends
@@ -330,6 +333,10 @@ type InviteInfo struct {
 	// Record-Routes), kept so that a dialog restored while early can still
 	// reach the caller.
 	CallerRoutes []string
+	// Branch is the caller's top Via branch of the INVITE: its CANCEL and
+	// its ACK of a non-2xx response carry the same (RFC 3261 §9.1,
+	// §17.1.1.3), which tells them apart after a restart.
+	Branch string
 }
 
 // Begin creates the dialog of an initial INVITE and decides whether it is
@@ -347,6 +354,8 @@ func (m *Manager) Begin(in InviteInfo) *Dialog {
 		callee:   Party{URI: in.ToURI},
 		flags:    [2]relay.LegFlags{m.cfg.Caller, m.cfg.Callee},
 		branches: map[string]relay.Session{},
+		targets:  map[string]BranchTarget{},
+		invite:   in.Branch,
 		early:    map[string]string{},
 		earlyOA:  map[string]*exchange{},
 		inviteTx: txKey("INVITE", in.CSeq),

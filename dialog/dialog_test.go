@@ -47,7 +47,7 @@ func want(t *testing.T, e *relaytest.Engine, w ...string) {
 func confirmed(t *testing.T, m *Manager, e *relaytest.Engine) *Dialog {
 	t.Helper()
 	d := begin(m, "A1")
-	if _, err := d.offerBranch(ctx, "b1", []byte("A1")); err != nil {
+	if _, err := d.offerBranch(ctx, "b1", BranchTarget{}, []byte("A1")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.branchResponse(ctx, "b1", 200, "tt", netip.MustParseAddrPort("127.0.0.3:5060"), []byte("B1")); err != nil {
@@ -62,7 +62,7 @@ func TestInitialInviteOffersPerBranchAndFreesLosers(t *testing.T) {
 	m, e := newTest(t, EngageAlways)
 	d := begin(m, "A1")
 	for _, b := range []string{"b1", "b2"} {
-		out, err := d.offerBranch(ctx, b, []byte("A1"))
+		out, err := d.offerBranch(ctx, b, BranchTarget{}, []byte("A1"))
 		if err != nil || string(out) != "offer:A1" {
 			t.Fatalf("branch %s: %q %v", b, out, err)
 		}
@@ -82,7 +82,7 @@ func TestInitialInviteOffersPerBranchAndFreesLosers(t *testing.T) {
 func TestFailedBranchAndFailedCall(t *testing.T) {
 	m, e := newTest(t, EngageAlways)
 	d := begin(m, "A1")
-	d.offerBranch(ctx, "b1", []byte("A1"))
+	d.offerBranch(ctx, "b1", BranchTarget{}, []byte("A1"))
 	d.branchFailed(ctx, "b1")
 	d.branchFailed(ctx, "b1") // a second failure of the same branch: nothing
 	d.fail(ctx, "486")
@@ -95,7 +95,7 @@ func TestFailedBranchAndFailedCall(t *testing.T) {
 func TestLateOffer(t *testing.T) {
 	m, e := newTest(t, EngageAlways)
 	d := begin(m, "")
-	if out, _ := d.offerBranch(ctx, "b1", nil); len(out) != 0 {
+	if out, _ := d.offerBranch(ctx, "b1", BranchTarget{}, nil); len(out) != 0 {
 		t.Errorf("INVITE without SDP got a body %q", out)
 	}
 	out, _ := d.branchResponse(ctx, "b1", 200, "t1", netip.AddrPort{}, []byte("B1"))
@@ -203,7 +203,7 @@ func TestEngageDecision(t *testing.T) {
 	for _, tt := range tests {
 		m, e := newTest(t, tt.engage)
 		d := m.Begin(InviteInfo{CallID: "c", FromTag: "f", SDP: []byte("A"), NAT: tt.nat})
-		out, _ := d.offerBranch(ctx, "b", []byte("A"))
+		out, _ := d.offerBranch(ctx, "b", BranchTarget{}, []byte("A"))
 		calls := e.Calls()
 		if d.engaged != tt.want || (len(calls) > 0) != tt.want || (string(out) == "A") == tt.want {
 			t.Errorf("engage %v nat %v: engaged %v, %d engine calls, body %q", tt.engage, tt.nat, d.engaged, len(calls), out)
@@ -218,7 +218,7 @@ func TestEngineErrorRefusesOffer(t *testing.T) {
 	m, e := newTest(t, EngageAlways)
 	e.Fail = &relay.SDPError{Err: errors.New("no m= line")}
 	d := begin(m, "junk")
-	if _, err := d.offerBranch(ctx, "b1", []byte("junk")); err == nil {
+	if _, err := d.offerBranch(ctx, "b1", BranchTarget{}, []byte("junk")); err == nil {
 		t.Fatal("no error")
 	} else if se := (*relay.SDPError)(nil); !errors.As(err, &se) {
 		t.Errorf("error %v is not an SDPError", err)

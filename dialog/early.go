@@ -19,7 +19,7 @@ import (
 // offerBranch rewrites the initial INVITE's SDP for one forked branch
 // (DESIGN: initial INVITE with SDP → Offer). Without SDP or engagement it
 // returns the body unchanged. Call with the dialog locked.
-func (d *Dialog) offerBranch(ctx context.Context, branch string, sdp []byte) ([]byte, error) {
+func (d *Dialog) offerBranch(ctx context.Context, branch string, to BranchTarget, sdp []byte) ([]byte, error) {
 	if d.ended || !d.engaged || len(sdp) == 0 {
 		return sdp, nil
 	}
@@ -31,6 +31,9 @@ func (d *Dialog) offerBranch(ctx context.Context, branch string, sdp []byte) ([]
 	}
 	if rep.Session != nil {
 		d.branches[branch] = rep.Session
+		if to != (BranchTarget{}) {
+			d.targets[branch] = to
+		}
 		d.m.persistNow(d) // before the INVITE with our relay SDP leaves
 	}
 	return rep.SDP, nil
@@ -108,6 +111,12 @@ func (d *Dialog) answerEarlyOffer(ctx context.Context, x *exchange, sdp []byte) 
 // branchFailed frees a branch that got a final response ≥ 300, was
 // cancelled or timed out (DESIGN: final reply ≥ 300, CANCEL → Delete branch).
 func (d *Dialog) branchFailed(ctx context.Context, branch string) {
+	delete(d.targets, branch)
+	d.freeBranch(ctx, branch)
+}
+
+// freeBranch deletes a branch's relay session. Call locked.
+func (d *Dialog) freeBranch(ctx context.Context, branch string) {
 	if _, ok := d.branches[branch]; !ok {
 		return
 	}

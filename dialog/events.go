@@ -14,16 +14,18 @@ import (
 // manager's. Every entry point does nothing to a dialog that has ended.
 
 // OfferBranch rewrites one forked branch's copy of the initial INVITE's
-// SDP (DESIGN: initial INVITE with SDP → Offer).
-func (d *Dialog) OfferBranch(ctx context.Context, branch string, sdp []byte) ([]byte, error) {
+// SDP (DESIGN: initial INVITE with SDP → Offer); to is how that copy
+// leaves, kept with the branch's relay session.
+func (d *Dialog) OfferBranch(ctx context.Context, branch string, to BranchTarget, sdp []byte) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.offerBranch(ctx, branch, sdp)
+	return d.offerBranch(ctx, branch, to, sdp)
 }
 
 // InitialResponse is one response from one branch of the initial INVITE.
 type InitialResponse struct {
 	Branch string         // our Via branch of that copy of the INVITE
+	CSeq   uint32         // its CSeq number
 	Code   int            // its status
 	ToTag  string         // the callee's tag
 	Source netip.AddrPort // where the response came from
@@ -47,6 +49,10 @@ func (d *Dialog) OnInitialResponse(ctx context.Context, r InitialResponse) ([]by
 	}
 	body, err := d.branchResponse(ctx, r.Branch, r.Code, r.ToTag, r.Source, r.SDP)
 	if r.Code >= 200 {
+		if err == nil && d.state == StateEarly && !d.ended {
+			// The 2xx that answers the call: its copies are relayed the same.
+			d.sent2xx = &sent2xx{Key: txKey("INVITE", r.CSeq), Tag: r.ToTag, Orig: r.CSeq, SDP: body}
+		}
 		offer := r.Offer
 		if offer == nil {
 			offer = d.offer // a dialog restored while early

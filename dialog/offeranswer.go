@@ -116,6 +116,9 @@ func (d *Dialog) response(ctx context.Context, method string, cseq uint32, code 
 			return nil, err
 		}
 		x.offerer, x.offer = answerer, sdp
+		if final && method == "INVITE" {
+			d.sent2xx = &sent2xx{Key: k, Orig: cseq - d.offset[legIndex(x.requester)], SDP: rep.SDP}
+		}
 		return rep.SDP, nil
 	}
 	rep, err := d.m.engine.Answer(ctx, d.exchangeReq(x, answerer, sdp))
@@ -125,7 +128,10 @@ func (d *Dialog) response(ctx context.Context, method string, cseq uint32, code 
 	x.answer = sdp
 	if final {
 		delete(d.pending, k)
-		d.accept(x)
+		if method == "INVITE" {
+			d.sent2xx = &sent2xx{Key: k, Orig: cseq - d.offset[legIndex(x.requester)], SDP: rep.SDP}
+		}
+		d.accept(x) // saves sent2xx too
 	}
 	return rep.SDP, nil
 }
@@ -206,15 +212,41 @@ func (d *Dialog) restorePending(xs []savedExchange) {
 	}
 }
 
-// StrayResponse handles a 2xx that matched no transaction: the answer to
-// a re-INVITE forwarded before a restart (cseq as forwarded). It returns
-// the body to relay and the CSeq its sender wrote; ok is false when the
-// dialog has no such exchange.
-func (d *Dialog) StrayResponse(ctx context.Context, cseq uint32, code int, sdp []byte) (body []byte, orig uint32, ok bool, err error) {
+// sent2xx is the last 2xx to an INVITE relayed with its body rewritten:
+// its sender resends it until the ACK comes (RFC 3261 §13.3.1.4), and
+// each copy must reach the other side as the first did, without a new
+// exchange with the relay.
+type sent2xx struct {
+	Key  string `json:"key"`           // txKey of the INVITE, CSeq as forwarded
+	Tag  string `json:"tag,omitempty"` // the answering callee's tag (initial INVITE)
+	Orig uint32 `json:"orig"`          // the CSeq its sender wrote
+	SDP  []byte `json:"sdp,omitempty"` // the body relayed
+}
+
+// StrayResponse handles a final response to an INVITE that matched no
+// transaction (cseq as forwarded, toTag its To tag): a copy of the last
+// 2xx relayed, resent because the ACK is late, gets the body that one
+// got; else it answers a re-INVITE forwarded before a restart (a
+// rejection puts the offerer's media back). It returns the body to relay
+// and the CSeq its sender wrote; ok is false when the dialog knows
+// neither.
+func (d *Dialog) StrayResponse(ctx context.Context, cseq uint32, code int, toTag string, sdp []byte) (body []byte, orig uint32, ok bool, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	x := d.pending[txKey("INVITE", cseq)]
-	if d.ended || d.state != StateConfirmed || x == nil {
+	return d.strayResponse(ctx, cseq, code, toTag, sdp)
+}
+
+// strayResponse is StrayResponse. Call locked.
+func (d *Dialog) strayResponse(ctx context.Context, cseq uint32, code int, toTag string, sdp []byte) (body []byte, orig uint32, ok bool, err error) {
+	k := txKey("INVITE", cseq)
+	if d.ended || d.state != StateConfirmed {
+		return nil, 0, false, nil
+	}
+	if s := d.sent2xx; s != nil && code < 300 && s.Key == k && (s.Tag == "" || s.Tag == toTag) {
+		return s.SDP, s.Orig, true, nil
+	}
+	x := d.pending[k]
+	if x == nil {
 		return nil, 0, false, nil
 	}
 	orig = cseq - d.offset[legIndex(x.requester)]

@@ -48,8 +48,8 @@ func TestSetEnderWhileWatching(t *testing.T) {
 func TestEarlyUpdateUsesItsBranch(t *testing.T) {
 	m, e := newTest(t, EngageAlways)
 	d := begin(m, "A1")
-	d.OfferBranch(ctx, "b1", []byte("A1"))
-	d.OfferBranch(ctx, "b2", []byte("A1"))
+	d.OfferBranch(ctx, "b1", BranchTarget{}, []byte("A1"))
+	d.OfferBranch(ctx, "b2", BranchTarget{}, []byte("A1"))
 	src := netip.MustParseAddrPort("127.0.0.3:5060")
 	d.OnInitialResponse(ctx, InitialResponse{Branch: "b2", Code: 183, ToTag: "t2", Source: src, SDP: []byte("B2")})
 	e.Calls()

@@ -39,8 +39,14 @@ type record struct {
 	Set       string                     `json:"set,omitempty"`
 	Src       [2]netip.AddrPort          `json:"src"`
 	Pending   []savedExchange            `json:"pending,omitempty"`
+	Sent2xx   *sent2xx                   `json:"sent_2xx,omitempty"`
 	Peer      string                     `json:"peer,omitempty"`
 	User      string                     `json:"user,omitempty"`
+	// The caller's Via branch of the INVITE, and how each pending
+	// branch's INVITE left (early dialogs): a CANCEL or a final response
+	// after a restart is handled from these.
+	Invite  string                  `json:"invite,omitempty"`
+	Targets map[string]BranchTarget `json:"targets,omitempty"`
 }
 
 // dbWrite is one queued change: a dialog row to save, or an ended dialog
@@ -59,6 +65,7 @@ type callRecord struct {
 	reason         string
 	engaged        bool
 	media          any // string or nil
+	invite         any // the INVITE's Via branch: string or nil
 }
 
 // writer applies queued writes in batches, one transaction each: SQLite
@@ -153,7 +160,7 @@ func (m *Manager) apply(batch []dbWrite) error {
 			_, err = del.ExecContext(ctx, w.callID, w.fromTag)
 			if err == nil {
 				r := w.rec
-				_, err = history.ExecContext(ctx, w.callID, w.fromTag, r.caller, r.callee, r.started, r.answered, r.ended, r.reason, r.engaged, r.media)
+				_, err = history.ExecContext(ctx, w.callID, w.fromTag, r.caller, r.callee, r.started, r.answered, r.ended, r.reason, r.engaged, r.media, r.invite)
 			}
 		}
 		if err != nil {
@@ -186,8 +193,8 @@ func prepareStmts(ctx context.Context, db *sql.DB) (*dialogStmts, error) {
 	}{
 		{&s.save, `INSERT OR REPLACE INTO dialogs (call_id, from_tag, data) VALUES (?, ?, ?)`},
 		{&s.del, `DELETE FROM dialogs WHERE call_id = ? AND from_tag = ?`},
-		{&s.history, `INSERT INTO calls (call_id, from_tag, caller, callee, started, answered, ended, reason, engaged, media)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.history, `INSERT INTO calls (call_id, from_tag, caller, callee, started, answered, ended, reason, engaged, media, invite_branch)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 	} {
 		st, err := db.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -229,7 +236,10 @@ func (m *Manager) save(d *Dialog, wait bool) {
 	rec := record{CallID: d.callID, Caller: d.caller, Callee: d.callee, Branch: d.branch, Engaged: d.engaged,
 		Created: d.created, Answered: d.answered, Flags: d.flags, Accepted: d.accepted, Offset: d.offset, Moves: d.moves,
 		Early: d.state == StateEarly, LateOffer: d.lateOffer, Offer: d.offer, Set: d.set, Src: d.src,
-		Peer: d.peer, User: d.user, Pending: d.savedPending()}
+		Peer: d.peer, User: d.user, Pending: d.savedPending(), Sent2xx: d.sent2xx, Invite: d.invite}
+	if rec.Early {
+		rec.Targets = d.targets
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if p, ok := m.engine.(relay.Persister); ok && d.engaged {
@@ -256,6 +266,13 @@ func (m *Manager) save(d *Dialog, wait bool) {
 		m.queue(w)
 		return
 	}
+	m.commit(d, w, "dialog")
+}
+
+// commit hands w to the writer and returns once it is committed (durable
+// before visible: the SIP layer then relays what exposes it), or after
+// 2 s. Writes queued by other calls go in the same commit.
+func (m *Manager) commit(d *Dialog, w dbWrite, what string) {
 	w.done = make(chan error, 1)
 	if !m.queue(w) {
 		return
@@ -263,10 +280,10 @@ func (m *Manager) save(d *Dialog, wait bool) {
 	select {
 	case err := <-w.done:
 		if err != nil {
-			d.log.Error("dialog not saved before it was relayed", "err", err)
+			d.log.Error(what+" not saved before it was relayed", "err", err)
 		}
 	case <-time.After(2 * time.Second):
-		d.log.Warn("dialog save slower than 2 s; relaying anyway")
+		d.log.Warn(what + " save slower than 2 s; relaying anyway")
 	}
 }
 
@@ -318,6 +335,10 @@ func (m *Manager) Load(ctx context.Context) (int, error) {
 			early: map[string]string{}, earlyOA: map[string]*exchange{},
 			offset: rec.Offset, moves: rec.Moves, done: make(chan struct{}), acked: make(chan struct{}),
 			lateOffer: rec.LateOffer, offer: rec.Offer, set: rec.Set, src: rec.Src, peer: rec.Peer, user: rec.User,
+			sent2xx: rec.Sent2xx, invite: rec.Invite, targets: rec.Targets,
+		}
+		if d.targets == nil {
+			d.targets = map[string]BranchTarget{}
 		}
 		d.restorePending(rec.Pending)
 		if rec.Early {
@@ -348,7 +369,10 @@ func (m *Manager) Load(ctx context.Context) (int, error) {
 }
 
 // recordCall queues the call record of an ended dialog and the removal of
-// its saved state. stats may be nil (not engaged, or nothing to say).
+// its saved state. stats may be nil (not engaged, or nothing to say). A
+// call never answered is committed before this returns: the final
+// response the SIP layer sends next is ACKed to whichever process runs
+// then, which knows that ACK by the record (FinalACK).
 func (m *Manager) recordCall(d *Dialog, reason string, stats *relay.Stats) {
 	if m.cfg.DB == nil {
 		return
@@ -360,8 +384,28 @@ func (m *Manager) recordCall(d *Dialog, reason string, stats *relay.Stats) {
 			r.media = string(b)
 		}
 	}
+	if d.invite != "" {
+		r.invite = d.invite
+	}
+	w := dbWrite{callID: d.callID, fromTag: d.caller.Tag, rec: r}
 	if !d.answered.IsZero() {
 		r.answered = d.answered.UnixMilli()
+		m.queue(w)
+		return
 	}
-	m.queue(dbWrite{callID: d.callID, fromTag: d.caller.Tag, rec: r})
+	m.commit(d, w, "call record")
+}
+
+// endedWithInvite reports whether the call (callID, fromTag) has a call
+// record whose INVITE carried Via branch branch.
+func (m *Manager) endedWithInvite(ctx context.Context, callID, fromTag, branch string) bool {
+	if m.cfg.DB == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var one int
+	err := m.cfg.DB.QueryRowContext(ctx, `SELECT 1 FROM calls WHERE call_id = ? AND from_tag = ? AND invite_branch = ? LIMIT 1`,
+		callID, fromTag, branch).Scan(&one)
+	return err == nil
 }

@@ -51,12 +51,7 @@ func (p *Proxy) leaves(req *sip.Request, ts []target) bool {
 }
 
 func (p *Proxy) knownDialog(req *sip.Request) bool {
-	if p.dialogs == nil {
-		return false
-	}
-	fromTag, _ := req.From().Params.Get("tag")
-	toTag, _ := req.To().Params.Get("tag")
-	_, _, ok := p.dialogs.Find(callID(req), fromTag, toTag)
+	_, _, ok := p.dialogOf(req)
 	return ok
 }
 

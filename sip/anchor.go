@@ -66,13 +66,14 @@ func (p *Proxy) engage(req *sip.Request, peer, user string) (*anchor, int, strin
 			contact = h.Address.String()
 		}
 		src, _ := netip.ParseAddrPort(req.Source())
+		branch, _ := req.Via().Params.Get("branch")
 		d := p.dialogs.Begin(dialog.InviteInfo{
 			CallID: cid, FromTag: fromTag,
 			FromURI: "<" + req.From().Address.String() + ">", ToURI: "<" + req.To().Address.String() + ">",
 			Contact: contact, CSeq: cseq, SDP: req.Body(), Source: src,
 			NAT: contact != "" && strings.Contains(contact, aliasParam+"=") || sdpPrivate(req.Body()),
 			Set: p.relaySet(req.Recipient), CallerRoutes: p.routesToCaller(req),
-			Peer: peer, User: user,
+			Peer: peer, User: user, Branch: branch,
 		})
 		return &anchor{d: d, initial: true, method: "INVITE", cseq: cseq, offer: req.Body()}, 0, ""
 	}
@@ -147,12 +148,14 @@ func setBody(m interface {
 	m.SetBody(b)
 }
 
-// offerBranch rewrites one branch's copy of the initial INVITE.
-func (a *anchor) offerBranch(r *sip.Request, branch string) error {
+// offerBranch rewrites one branch's copy of the initial INVITE, r, which
+// leaves from listener out to t.
+func (a *anchor) offerBranch(r *sip.Request, branch string, out *listener, t target) error {
 	if a == nil || !a.initial {
 		return nil
 	}
-	body, err := a.d.OfferBranch(context.Background(), branch, r.Body())
+	to := dialog.BranchTarget{Cancel: cancelFor(r).String(), Dest: t.dst.String(), Listener: out.key()}
+	body, err := a.d.OfferBranch(context.Background(), branch, to, r.Body())
 	if a.afterCancel() {
 		return errCancelled
 	}
@@ -206,7 +209,7 @@ func (p *Proxy) initialResponse(b *branch, res, up *sip.Response, req *sip.Reque
 	branchID, _ := b.req.Via().Params.Get("branch")
 	src, _ := netip.ParseAddrPort(res.Source())
 	toTag, _ := res.To().Params.Get("tag")
-	r := dialog.InitialResponse{Branch: branchID, Code: res.StatusCode, ToTag: toTag, Source: src, SDP: res.Body(), Offer: offer}
+	r := dialog.InitialResponse{Branch: branchID, CSeq: res.CSeq().SeqNo, Code: res.StatusCode, ToTag: toTag, Source: src, SDP: res.Body(), Offer: offer}
 	if res.IsSuccess() && up != nil {
 		contact := ""
 		if c := up.Contact(); c != nil {
@@ -261,14 +264,25 @@ func (p *Proxy) routesToCallee(res *sip.Response) []string {
 	return above
 }
 
+// tags are a message's From and To tags ("" when absent).
+func tags(m sip.Message) (from, to string) {
+	from, _ = m.From().Params.Get("tag")
+	to, _ = m.To().Params.Get("tag")
+	return from, to
+}
+
+// dialogOf finds the dialog of an in-dialog message, from either side.
+func (p *Proxy) dialogOf(m sip.Message) (*dialog.Dialog, relay.Leg, bool) {
+	if p.dialogs == nil {
+		return nil, relay.LegUnknown, false
+	}
+	from, to := tags(m)
+	return p.dialogs.Find(callID(m), from, to)
+}
+
 // ackHook applies an ACK's SDP (the answer to an offer made in a 2xx).
 func (p *Proxy) ackHook(req *sip.Request) {
-	if p.dialogs == nil {
-		return
-	}
-	fromTag, _ := req.From().Params.Get("tag")
-	toTag, _ := req.To().Params.Get("tag")
-	d, leg, ok := p.dialogs.Find(callID(req), fromTag, toTag)
+	d, leg, ok := p.dialogOf(req)
 	if !ok {
 		return
 	}
@@ -469,61 +483,4 @@ func (p *Proxy) Move(ctx context.Context, callID string, flags *[2]relay.LegFlag
 	}
 	p.log.Info("call moved to new relay ports", "call_id", callID)
 	return nil
-}
-
-// anchorStray gives a 2xx that matches no transaction to its dialog: the
-// INVITE (initial or re-INVITE) was forwarded before a restart, and the
-// dialog was restored with its relay sessions and the exchange in flight.
-// The 2xx is then answered by the relay like any other (up's SDP
-// rewritten); an initial one confirms the dialog.
-func (p *Proxy) anchorStray(res, up *sip.Response) {
-	if p.dialogs == nil {
-		return
-	}
-	fromTag, _ := res.From().Params.Get("tag")
-	toTag0, _ := res.To().Params.Get("tag")
-	d, _, ok := p.dialogs.Find(callID(res), fromTag, toTag0)
-	if !ok {
-		return
-	}
-	if !d.Early() {
-		p.anchorStrayReinvite(d, res, up)
-		return
-	}
-	branchID, _ := res.Via().Params.Get("branch")
-	src, _ := netip.ParseAddrPort(res.Source())
-	toTag, _ := res.To().Params.Get("tag")
-	contact := ""
-	if c := up.Contact(); c != nil {
-		contact = c.Address.String()
-	}
-	body, err := d.OnInitialResponse(context.Background(), dialog.InitialResponse{
-		Branch: branchID, Code: res.StatusCode, ToTag: toTag, Source: src, SDP: res.Body(),
-		Callee: dialog.Party{URI: "<" + res.To().Address.String() + ">", Tag: toTag, Contact: contact, Routes: p.routesToCallee(res)},
-	})
-	if err != nil {
-		p.log.Warn("relay answer of a 2xx after a restart failed; SDP passed on unchanged", "call_id", callID(res), "err", err)
-		return
-	}
-	setBody(up, body)
-	p.log.Info("early dialog answered after a restart", "call_id", callID(res))
-}
-
-// anchorStrayReinvite answers a re-INVITE's 2xx from the exchange saved
-// with the dialog, and gives the sender back its own CSeq.
-func (p *Proxy) anchorStrayReinvite(d *dialog.Dialog, res, up *sip.Response) {
-	if up.CSeq() == nil {
-		return
-	}
-	body, orig, ok, err := d.StrayResponse(context.Background(), res.CSeq().SeqNo, res.StatusCode, res.Body())
-	if !ok {
-		return
-	}
-	up.CSeq().SeqNo = orig
-	if err != nil {
-		p.log.Warn("relay answer of a re-INVITE's 2xx after a restart failed; SDP passed on unchanged", "call_id", callID(res), "err", err)
-		return
-	}
-	setBody(up, body)
-	p.log.Info("re-INVITE answered after a restart", "call_id", callID(res))
 }

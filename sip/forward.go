@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -300,13 +299,18 @@ func (p *Proxy) startBranch(req *sip.Request, in *listener, t target, branchID s
 		addAlias(r, req.Source(), strings.ToLower(req.Transport()))
 	}
 	a.translate(r)
-	if err := a.offerBranch(r, branchID); err != nil {
+	p.addVia(r, out, t, branchID)
+	if err := a.offerBranch(r, branchID, out, t); err != nil {
 		return nil, fmt.Errorf("%w: %w", errRelay, err)
 	}
-	p.addVia(r, out, t, branchID)
 	tx, err := p.cli.TransactionRequest(context.Background(), r, prebuilt)
 	if err != nil {
 		return nil, err
+	}
+	if r.IsInvite() {
+		// A 2xx resent before the transaction ends (its ACK is late) is
+		// not passed on by sipgo: relay it as one after the end is.
+		tx.OnRetransmission(p.strayResponse)
 	}
 	return &branch{t: t, req: r, tx: tx, out: out}, nil
 }
@@ -323,8 +327,13 @@ func (p *Proxy) addVia(r *sip.Request, out *listener, t target, branchID string)
 	via.Params.Add("branch", branchID)
 	via.Params.Add("rport", "")
 	r.PrependHeader(via)
+	aim(r, out, t.dst)
+}
+
+// aim sends r to dst from listener out.
+func aim(r *sip.Request, out *listener, dst netip.AddrPort) {
 	r.SetTransport(out.network())
-	r.SetDestination(t.dst.String())
+	r.SetDestination(dst.String())
 	if out.transport == "udp" {
 		r.Laddr = out.laddr()
 	} else {
@@ -378,10 +387,15 @@ func (p *Proxy) stopBranch(b *branch, log *slog.Logger) {
 		return
 	}
 	b.stopped = true
-	c := cancelFor(b.req)
+	p.sendCancel(cancelFor(b.req), log)
+}
+
+// sendCancel sends a CANCEL in a transaction of its own, whose response
+// is not waited for.
+func (p *Proxy) sendCancel(c *sip.Request, log *slog.Logger) {
 	tx, err := p.cli.TransactionRequest(context.Background(), c, prebuilt)
 	if err != nil {
-		log.Info("CANCEL not sent", "target", b.t.String(), "err", err)
+		log.Info("CANCEL not sent", "target", c.Destination(), "err", err)
 		return
 	}
 	go func() {
@@ -397,28 +411,41 @@ func (p *Proxy) stopBranch(b *branch, log *slog.Logger) {
 // cancelFor builds the CANCEL of a forwarded INVITE (RFC 3261 §9.1): same
 // Request-URI, top Via, Route, Call-ID, From, To and CSeq number.
 func cancelFor(inv *sip.Request) *sip.Request {
-	c := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
-	c.AppendHeader(inv.Via().Clone())
-	for _, r := range inv.GetHeaders("Route") {
-		c.AppendHeader(sip.HeaderClone(r))
-	}
-	mf := sip.MaxForwardsHeader(70)
-	c.AppendHeader(&mf)
-	c.AppendHeader(sip.HeaderClone(inv.From()))
-	c.AppendHeader(sip.HeaderClone(inv.To()))
-	c.AppendHeader(sip.HeaderClone(inv.CallID()))
-	c.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
-	c.SetBody(nil)
+	c := hopByHop(sip.CANCEL, inv.Recipient, inv.Via(), inv.GetHeaders("Route"), inv)
 	c.SetTransport(inv.Transport())
 	c.SetDestination(inv.Destination())
 	c.Laddr = inv.Laddr
 	return c
 }
 
+// hopByHop builds a request that goes one hop only: a CANCEL, or the ACK
+// of a final response ≥ 300 (RFC 3261 §9.1, §17.1.1.3). It has the one
+// Via and the Route set given, and m's From, To, Call-ID and CSeq number.
+func hopByHop(method sip.RequestMethod, ruri sip.Uri, via *sip.ViaHeader, routes []sip.Header, m sip.Message) *sip.Request {
+	r := sip.NewRequest(method, *ruri.Clone())
+	r.AppendHeader(via.Clone())
+	for _, rt := range routes {
+		r.AppendHeader(sip.HeaderClone(rt))
+	}
+	mf := sip.MaxForwardsHeader(70)
+	r.AppendHeader(&mf)
+	r.AppendHeader(sip.HeaderClone(m.From()))
+	r.AppendHeader(sip.HeaderClone(m.To()))
+	r.AppendHeader(sip.HeaderClone(m.CallID()))
+	r.AppendHeader(&sip.CSeqHeader{SeqNo: m.CSeq().SeqNo, MethodName: method})
+	r.SetBody(nil)
+	return r
+}
+
 // forwardStateless relays a request that has no transaction of its own:
-// the ACK of a 2xx (RFC 3261 §16.11 for stateless forwarding).
+// the ACK of a 2xx (RFC 3261 §16.11 for stateless forwarding). The ACK of
+// a final response ≥ 300 whose transaction is gone is absorbed instead.
 func (p *Proxy) forwardStateless(req *sip.Request) {
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		return
+	}
+	if p.finalACK(req) {
+		p.log.Debug("ACK of a final response without its transaction absorbed", "call_id", callID(req), "peer", req.Source())
 		return
 	}
 	p.ackHook(req)
@@ -454,77 +481,6 @@ func (p *Proxy) forwardStateless(req *sip.Request) {
 	if err := p.cli.WriteRequest(r, prebuilt); err != nil {
 		p.log.Info("ACK not forwarded", "call_id", callID(req), "target", t.String(), "err", err)
 	}
-}
-
-// strayResponse handles a response that matches no client transaction.
-// Only a 2xx to an INVITE is relayed (statelessly, if the top Via is ours):
-// those are the callee's retransmissions after the INVITE transaction
-// ended, and the caller needs them until it ACKs (RFC 6026). Anything else
-// is late: sipgo runs each message on its own goroutine, so a 180 can
-// arrive after the 200 that ended its transaction, and relaying it would
-// put a 180 after the 200 at the caller.
-func (p *Proxy) strayResponse(res *sip.Response) {
-	if !strayRelayable(res) {
-		p.log.Debug("late response dropped", "call_id", callID(res), "status", res.StatusCode)
-		return
-	}
-	v := res.Via()
-	b, _ := v.Params.Get("branch")
-	if !strings.HasPrefix(b, branchPrefix) || !p.isUs(sip.Uri{Host: v.Host, Port: v.Port}) {
-		return
-	}
-	up := upstream(res)
-	if up.Via() == nil {
-		return
-	}
-	addAlias(up, res.Source(), strings.ToLower(res.Transport())) // as upstreamOf does
-	p.anchorStray(res, up)
-	if err := p.sendStateless(up); err != nil {
-		p.log.Debug("stray response not relayed", "call_id", callID(res), "status", res.StatusCode, "err", err)
-	}
-}
-
-// sendStateless relays a response along its top Via with no transaction
-// (RFC 3261 §16.7 step 10, §18.2.2): to the Via's received address (else
-// its host) and rport (else its port), over UDP from the listener that
-// address's messages came in on — no state of sipgo's needed, so this
-// works for the retransmitted 2xx of an INVITE forwarded before a restart.
-// Over TCP it needs the connection the request came on.
-func (p *Proxy) sendStateless(res *sip.Response) error {
-	v := res.Via()
-	host := v.Host
-	if r, ok := v.Params.Get("received"); ok && r != "" {
-		host = r
-	}
-	port := v.Port
-	if rp, ok := v.Params.Get("rport"); ok && rp != "" {
-		if n, err := strconv.Atoi(rp); err == nil {
-			port = n
-		}
-	}
-	if port <= 0 || port > 65535 {
-		port = 5060
-	}
-	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
-	tr := strings.ToLower(v.Transport)
-	if err != nil || tr != "udp" {
-		res.SetTransport(v.Transport)
-		res.SetDestination(net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port)))
-		return p.tp.WriteMsg(res)
-	}
-	dst := netip.AddrPortFrom(a.Unmap(), uint16(port))
-	l, err := p.outbound("udp", dst, "")
-	if err != nil {
-		return err
-	}
-	_, err = l.pc.WriteTo([]byte(res.String()), net.UDPAddrFromAddrPort(dst))
-	return err
-}
-
-// strayRelayable: a 2xx to an INVITE, with a Via to follow back.
-func strayRelayable(res *sip.Response) bool {
-	return res.IsSuccess() && res.CSeq() != nil && res.CSeq().MethodName == sip.INVITE &&
-		res.Via() != nil && res.Via().Params != nil
 }
 
 func shortHash(s string) string {

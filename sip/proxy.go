@@ -364,7 +364,7 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	case sip.CANCEL:
 		// sipgo matched CANCELs of live INVITE transactions already.
-		p.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		p.cancelLost(req, tx)
 		return
 	}
 	forwarded := func() {}

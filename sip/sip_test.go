@@ -298,22 +298,23 @@ func TestBindWildcardIPv4(t *testing.T) {
 	}
 }
 
-func TestStrayRelayable(t *testing.T) {
+func TestStrayKind(t *testing.T) {
 	tests := []struct {
 		msg  string
-		want bool
+		want stray
 	}{
-		{"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKsa1\r\nCSeq: 1 INVITE\r\n\r\n", true},
-		{"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKsa1\r\nCSeq: 1 INVITE\r\n\r\n", false},
-		{"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKsa1\r\nCSeq: 1 INVITE\r\n\r\n", false},
-		{"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKsa1\r\nCSeq: 2 BYE\r\n\r\n", false},
+		{"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKsa1\r\nCSeq: 1 INVITE\r\n\r\n", straySuccess},
+		{"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKsa1\r\nCSeq: 1 INVITE\r\n\r\n", strayDropped},
+		{"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKsa1\r\nCSeq: 1 INVITE\r\n\r\n", strayFailure},
+		{"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKsa1\r\nCSeq: 2 BYE\r\n\r\n", strayDropped},
+		{"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKsa1\r\nCSeq: 2 BYE\r\n\r\n", strayDropped},
 	}
 	for _, tt := range tests {
 		m, err := sip.ParseMessage([]byte(tt.msg))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := strayRelayable(m.(*sip.Response)); got != tt.want {
+		if got := strayKind(m.(*sip.Response)); got != tt.want {
 			t.Errorf("%q: %v, want %v", strings.SplitN(tt.msg, "\r\n", 2)[0], got, tt.want)
 		}
 	}

@@ -18,6 +18,7 @@ type migration struct {
 // migrations is the schema, oldest first.
 var migrations = []migration{
 	{1, "tables of sipanchor before schema versions", schemaV1},
+	{2, "calls: the INVITE's Via branch, found by call", schemaV2},
 }
 
 // schemaV1 is every table as sipanchor created it before it had schema
@@ -85,6 +86,15 @@ CREATE TABLE IF NOT EXISTS rtpengine_calls (
 	node     TEXT    NOT NULL, -- the node's name, "udp:HOST:PORT"
 	PRIMARY KEY (call_id, from_tag)
 )`
+
+// schemaV2 lets a restarted sipanchor tell the ACK of a final response
+// its old process sent (RFC 3261 §17.1.1.3: it carries the INVITE's Via
+// branch) from the ACK of a 2xx, which must be routed on: each call
+// record keeps the caller's Via branch of its INVITE (NULL in older
+// records), and calls are found by Call-ID without reading them all.
+const schemaV2 = `
+ALTER TABLE calls ADD COLUMN invite_branch TEXT;
+CREATE INDEX calls_by_call_id ON calls (call_id, from_tag)`
 
 // versionTable records each applied migration; the schema version is the
 // highest. A file without it (sipanchor before versions, or new) is 0.

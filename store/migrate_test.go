@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -101,8 +102,9 @@ func count(t *testing.T, db *sql.DB, table string) int {
 
 func TestMigrate(t *testing.T) {
 	ctx := context.Background()
+	newest := len(migrations)
 	failing := append(slices.Clone(migrations),
-		migration{2, "half done", `CREATE TABLE half (x INTEGER); INSERT INTO half VALUES (1); INSERT INTO nowhere VALUES (1)`})
+		migration{newest + 1, "half done", `CREATE TABLE half (x INTEGER); INSERT INTO half VALUES (1); INSERT INTO nowhere VALUES (1)`})
 	tests := []struct {
 		name        string
 		setup       func(t *testing.T, db *sql.DB)
@@ -115,7 +117,7 @@ func TestMigrate(t *testing.T) {
 		{
 			name:        "fresh file",
 			ms:          migrations,
-			wantVersion: 1,
+			wantVersion: newest,
 			check: func(t *testing.T, db *sql.DB) {
 				if got := tableNames(t, db); !slices.Equal(got, tables) {
 					t.Errorf("tables = %v, want %v", got, tables)
@@ -126,7 +128,7 @@ func TestMigrate(t *testing.T) {
 			name:        "file from sipanchor before schema versions keeps its rows",
 			setup:       func(t *testing.T, db *sql.DB) { exec(t, db, oldSchema) },
 			ms:          migrations,
-			wantVersion: 1,
+			wantVersion: newest,
 			check: func(t *testing.T, db *sql.DB) {
 				if got := tableNames(t, db); !slices.Equal(got, tables) {
 					t.Errorf("tables = %v, want %v", got, tables)
@@ -136,13 +138,17 @@ func TestMigrate(t *testing.T) {
 						t.Errorf("%s has %d rows after the upgrade, want 1", tb, n)
 					}
 				}
+				var branch sql.NullString
+				if err := db.QueryRow(`SELECT invite_branch FROM calls WHERE call_id = 'c3' AND from_tag = 'ft'`).Scan(&branch); err != nil || branch.Valid {
+					t.Errorf("old call record's invite_branch: %v %v, want NULL", branch, err)
+				}
 			},
 		},
 		{
 			name:        "file with only some old tables gets the rest",
 			setup:       func(t *testing.T, db *sql.DB) { exec(t, db, strings.SplitAfter(oldSchema, ";")[1]) }, // users only
 			ms:          migrations,
-			wantVersion: 1,
+			wantVersion: newest,
 			check: func(t *testing.T, db *sql.DB) {
 				if got := tableNames(t, db); !slices.Equal(got, tables) {
 					t.Errorf("tables = %v, want %v", got, tables)
@@ -159,8 +165,8 @@ func TestMigrate(t *testing.T) {
 			},
 			ms:          migrations,
 			wantErr:     ErrNewerSchema,
-			wantMsg:     "store was written by a newer sipanchor (schema 2, this one knows 1)",
-			wantVersion: 2,
+			wantMsg:     fmt.Sprintf("store was written by a newer sipanchor (schema %d, this one knows %d)", newest+1, newest),
+			wantVersion: newest + 1,
 		},
 		{
 			name: "migrating twice changes nothing",
@@ -172,14 +178,14 @@ func TestMigrate(t *testing.T) {
 				exec(t, db, `INSERT INTO relay_nodes VALUES (0, 'udp:127.0.0.1:2223')`)
 			},
 			ms:          migrations,
-			wantVersion: 1,
+			wantVersion: newest,
 			check: func(t *testing.T, db *sql.DB) {
 				var n, applied int
 				if err := db.QueryRow(`SELECT count(*), MAX(applied) FROM schema_version`).Scan(&n, &applied); err != nil {
 					t.Fatal(err)
 				}
-				if n != 1 || applied != 7 {
-					t.Errorf("schema_version: %d rows, applied %d; want the one row of the first run (applied 7)", n, applied)
+				if n != newest || applied != 7 {
+					t.Errorf("schema_version: %d rows, applied %d; want the %d rows of the first run (applied 7)", n, applied, newest)
 				}
 				if n := count(t, db, "relay_nodes"); n != 1 {
 					t.Errorf("relay_nodes has %d rows, want 1", n)
@@ -189,19 +195,19 @@ func TestMigrate(t *testing.T) {
 		{
 			name:        "failing migration rolls back and leaves the version",
 			ms:          failing,
-			wantMsg:     "schema migration 2 (half done)",
-			wantVersion: 1,
+			wantMsg:     fmt.Sprintf("schema migration %d (half done)", newest+1),
+			wantVersion: newest,
 			check: func(t *testing.T, db *sql.DB) {
 				if slices.Contains(tableNames(t, db), "half") {
 					t.Error("table of the failed migration is there")
 				}
 				// Fixed, the next start applies it.
-				fixed := append(slices.Clone(migrations), migration{2, "half done", `CREATE TABLE half (x INTEGER)`})
+				fixed := append(slices.Clone(migrations), migration{newest + 1, "half done", `CREATE TABLE half (x INTEGER)`})
 				if err := migrate(ctx, db, fixed); err != nil {
 					t.Fatal(err)
 				}
-				if v := version(t, db); v != 2 {
-					t.Errorf("version after the fixed migration = %d, want 2", v)
+				if v := version(t, db); v != newest+1 {
+					t.Errorf("version after the fixed migration = %d, want %d", v, newest+1)
 				}
 			},
 		},
@@ -261,7 +267,7 @@ func TestOpen(t *testing.T) {
 		db.Close()
 		t.Fatal("Open of a store from a newer sipanchor succeeded")
 	}
-	if !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), "(schema 5, this one knows 1)") {
+	if !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), fmt.Sprintf("(schema 5, this one knows %d)", len(migrations))) {
 		t.Errorf("Open: %v", err)
 	}
 }

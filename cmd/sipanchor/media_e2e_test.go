@@ -193,19 +193,26 @@ type anchoredCall struct {
 
 func setupAnchoredCall(t *testing.T, p *proxy) *anchoredCall {
 	t.Helper()
-	c := &anchoredCall{alice: newUA(t, "alice", "127.0.0.2", p, "192.168.1.60"), bob: newUA(t, "bob", "127.0.0.3", p, "192.168.1.50")}
-	c.aRTP, c.bRTP = newRTP(t, "127.0.0.2"), newRTP(t, "127.0.0.3")
-	c.bob.register(600)
-	c.dc = c.alice.inviteSDP("sip:bob@example.test", sdpWith(c.aRTP.port(), ""))
-	inv := c.bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
-	c.invite = inv
-	c.toBob = mediaOf(t, inv.Body())
-	c.dd = c.bob.answerSDP(inv, "bobtag", sdpWith(c.bRTP.port(), ""))
+	c := inviteAnchored(t, p)
+	c.dd = c.bob.answerSDP(c.invite, "bobtag", sdpWith(c.bRTP.port(), ""))
 	ok := c.alice.recv("200", isResponse(200, "INVITE")).(*sip.Response)
 	c.toAlice = mediaOf(t, ok.Body())
 	c.dc.confirmed(ok)
 	c.alice.request(c.dc, "ACK")
 	c.bob.recv("ACK", isRequest("ACK"))
+	return c
+}
+
+// inviteAnchored starts an anchored call: bob registers, alice's INVITE
+// reaches him (c.invite, with the relay port he is given, c.toBob).
+func inviteAnchored(t *testing.T, p *proxy) *anchoredCall {
+	t.Helper()
+	c := &anchoredCall{alice: newUA(t, "alice", "127.0.0.2", p, "192.168.1.60"), bob: newUA(t, "bob", "127.0.0.3", p, "192.168.1.50")}
+	c.aRTP, c.bRTP = newRTP(t, "127.0.0.2"), newRTP(t, "127.0.0.3")
+	c.bob.register(600)
+	c.dc = c.alice.inviteSDP("sip:bob@example.test", sdpWith(c.aRTP.port(), ""))
+	c.invite = c.bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+	c.toBob = mediaOf(t, c.invite.Body())
 	return c
 }
 

@@ -51,8 +51,8 @@ INSERT INTO users VALUES ('bob', 'example.test', 'example.test', 'x', 'y');`, ti
 	if err != nil || !strings.Contains(string(out), "bob") {
 		t.Errorf("ctl user list after the upgrade: %v\n%s", err, out)
 	}
-	if v := schemaVersion(t, path); v != 1 {
-		t.Errorf("schema version after the upgrade = %d, want 1", v)
+	if v := schemaVersion(t, path); v != 2 {
+		t.Errorf("schema version after the upgrade = %d, want 2", v)
 	}
 }
 
@@ -72,7 +72,7 @@ func TestStoreFromNewerSipanchorRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = "store was written by a newer sipanchor (schema 99, this one knows 1)"
+	const want = "store was written by a newer sipanchor (schema 99, this one knows 2)"
 	for _, args := range [][]string{{"serve", "-c", p.cfgPath}, {"ctl", "user", "list", "-c", p.cfgPath}} {
 		cmd := exec.Command(binPath, args...)
 		done := make(chan struct{})

@@ -203,8 +203,13 @@ const noACKReason = "no ACK for the 2xx"
 // armAckWait ends the dialog with BYEs when its 2xx gets no ACK within
 // cfg.AckTimeout: a caller that never ACKs (a flood of answered INVITEs)
 // must not hold relay ports for the whole setup timeout.
-func (m *Manager) armAckWait(d *Dialog) {
-	wait := m.cfg.AckTimeout
+func (m *Manager) armAckWait(d *Dialog) { m.waitForACK(d, m.cfg.AckTimeout, false) }
+
+// waitForACK ends d after wait unless its ACK comes first. For a dialog
+// restored after a restart (restored) the saved "not ACKed" may be a save
+// that did not reach the disk before the crash: a call whose caller has
+// sent media since the restart is alive and is not ended.
+func (m *Manager) waitForACK(d *Dialog, wait time.Duration, restored bool) {
 	if wait <= 0 {
 		return
 	}
@@ -213,6 +218,9 @@ func (m *Manager) armAckWait(d *Dialog) {
 		defer t.Stop()
 		select {
 		case <-t.C:
+			if restored && m.callerSentMedia(d) {
+				return
+			}
 			m.noACK.Add(1)
 			m.terminate(d, noACKReason)
 		case <-d.acked:
@@ -222,11 +230,56 @@ func (m *Manager) armAckWait(d *Dialog) {
 	})
 }
 
-// ackSeen marks the 2xx acknowledged. Call locked.
+// callerSentMedia: the relay has had packets from d's caller (since it
+// was restored, for a restored session).
+func (m *Manager) callerSentMedia(d *Dialog) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.engaged || d.session == nil || d.ended {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := m.engine.Query(ctx, d.req(d.branch, relay.Caller, nil).Key)
+	if err != nil || st == nil {
+		return false
+	}
+	for _, s := range st.Streams {
+		if s.Caller.PacketsIn > 0 || s.CallerRTCP.PacketsIn > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// rearmAckWait arms the ACK wait of a dialog restored answered but not
+// ACKed, for what is left of it since the answer.
+func (m *Manager) rearmAckWait(d *Dialog, acked bool) {
+	if acked || d.answered.IsZero() {
+		return
+	}
+	if left := m.cfg.AckTimeout - time.Since(d.answered); left > 0 {
+		m.waitForACK(d, left, true)
+	} else if m.cfg.AckTimeout > 0 {
+		m.waitForACK(d, time.Millisecond, true)
+	}
+}
+
+// ackSeen marks the 2xx acknowledged, and saves that (not waiting: the
+// ACK does not wait for the disk). Call locked.
 func (d *Dialog) ackSeen() {
+	if !d.ackedYet() {
+		close(d.acked)
+		d.m.persist(d)
+	}
+}
+
+// ackedYet: the 2xx has had its ACK.
+func (d *Dialog) ackedYet() bool {
 	select {
 	case <-d.acked:
+		return true
 	default:
-		close(d.acked)
+		return false
 	}
 }

@@ -47,6 +47,9 @@ type record struct {
 	// after a restart is handled from these.
 	Invite  string                  `json:"invite,omitempty"`
 	Targets map[string]BranchTarget `json:"targets,omitempty"`
+	// Acked: the 2xx's ACK came (a confirmed dialog restored without it
+	// waits for it again, what is left of 64×T1).
+	Acked bool `json:"acked,omitempty"`
 }
 
 // dbWrite is one queued change: a dialog row to save, or an ended dialog
@@ -236,7 +239,8 @@ func (m *Manager) save(d *Dialog, wait bool) {
 	rec := record{CallID: d.callID, Caller: d.caller, Callee: d.callee, Branch: d.branch, Engaged: d.engaged,
 		Created: d.created, Answered: d.answered, Flags: d.flags, Accepted: d.accepted, Offset: d.offset, Moves: d.moves,
 		Early: d.state == StateEarly, LateOffer: d.lateOffer, Offer: d.offer, Set: d.set, Src: d.src,
-		Peer: d.peer, User: d.user, Pending: d.savedPending(), Sent2xx: d.sent2xx, Invite: d.invite}
+		Peer: d.peer, User: d.user, Pending: d.savedPending(), Sent2xx: d.sent2xx, Invite: d.invite,
+		Acked: d.ackedYet()}
 	if rec.Early {
 		rec.Targets = d.targets
 	}
@@ -360,6 +364,7 @@ func (m *Manager) Load(ctx context.Context) (int, error) {
 		m.mu.Lock()
 		m.add(key(d.callID, d.caller.Tag), d)
 		m.mu.Unlock()
+		m.rearmAckWait(d, rec.Acked)
 		n++
 	}
 	if n > 0 {

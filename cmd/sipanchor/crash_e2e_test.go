@@ -137,6 +137,53 @@ func TestAnsweredNeverACKedIsEnded(t *testing.T) {
 	}
 }
 
+// TestAnsweredNeverACKedAcrossRestart: sipanchor is killed (-9) when the
+// caller holds the 200 and restarted; the caller never ACKs and sends no
+// media. The ACK wait is armed again from the stored answer time, so the
+// call is ended with BYEs about 64×T1 after the answer, not left for its
+// lifetime.
+func TestAnsweredNeverACKedAcrossRestart(t *testing.T) {
+	p := startProxySIP(t, `t1 = "50ms"`, "[media]\nsetup_timeout = \"60s\"\n")
+	alice := newUA(t, "alice", "127.0.0.2", p, "")
+	bob := newUA(t, "bob", "127.0.0.3", p, "")
+	bob.register(600)
+	aRTP := newRTP(t, "127.0.0.2")
+	alice.inviteSDP("sip:bob@example.test", sdpWith(aRTP.port(), ""))
+	inv := bob.recv("INVITE", isRequest("INVITE")).(*sip.Request)
+	bob.answerSDP(inv, "b1", sdpWith(4000, ""))
+	alice.recv("200", isResponse(200, "INVITE")) // and no ACK, ever
+	answered := time.Now()
+	p.kill9()
+	p.start()
+	bob.okTo(bob.recv("BYE after 64×T1 without ACK, across the restart", isRequest("BYE")))
+	alice.okTo(alice.recv("BYE", isRequest("BYE")))
+	if took := time.Since(answered); took > 6*time.Second {
+		t.Errorf("BYEs %v after the answer, want about 64×T1 = 3.2 s", took)
+	}
+	p.waitIdle("after the unacknowledged call")
+}
+
+// TestACKedCallSurvivesRestartPastTheACKWait: a call ACKed and talking
+// when sipanchor is killed (-9) is not ended by the ACK wait after the
+// restart, even if the ACK's save had not reached the disk: media from
+// the caller since the restart proves it alive.
+func TestACKedCallSurvivesRestartPastTheACKWait(t *testing.T) {
+	p := startProxySIP(t, `t1 = "50ms"`, "")
+	c := setupAnchoredCall(t, p)
+	c.twoWay(t, 'a')
+	p.kill9()
+	p.start()
+	start := time.Now()
+	m := byte('c')
+	for time.Since(start) < 5*time.Second { // past 64×T1 = 3.2 s
+		c.twoWay(t, m)
+		m += 2
+	}
+	if n := p.metric("sipanchor_calls_no_ack_total"); n != 0 {
+		t.Errorf("sipanchor_calls_no_ack_total = %v: an ACKed call was ended", n)
+	}
+}
+
 // killOne runs one anchored call between alice and bob on a fresh
 // sipanchor, killed (-9) and restarted at k (see chaosCall).
 func killOne(t *testing.T, k killPoint) {

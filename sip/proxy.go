@@ -148,6 +148,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		}
 		if l.pc != nil {
 			filter.sockets[l.pc.LocalAddr().String()] = l.pc
+			l.pc = restoringPacketConn{l.pc}
 		}
 		if l.ln != nil {
 			l.ln = &screenListener{Listener: l.ln, parser: filter.parser, bad: p.badDatagram, admit: p.admitStream, refuse: p.bannedConn}
@@ -345,6 +346,7 @@ func (p *Proxy) isLocalDomain(u sip.Uri) bool {
 
 // handle is every request's entry point (sipgo gives each its goroutine).
 func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
+	restoreMethod(req)
 	p.metrics.request(string(req.Method))
 	if err := checkRequest(req); err != nil {
 		// Datagrams and accepted connections were screened before; this

@@ -47,13 +47,11 @@ func keyRFC2543(msg []byte, req *sip.Request) []byte {
 	if b, _ := v.Params.Get("branch"); strings.HasPrefix(b, sip.RFC3261BranchMagicCookie) && len(b) > len(sip.RFC3261BranchMagicCookie) {
 		return msg
 	}
-	h, ok := topViaSpan(msg)
+	top, ok := findTopVia(msg)
 	if !ok {
 		return msg
 	}
-	value := string(bytes.Trim(msg[h.colon+1:h.end], " \t"))
-	from, to, had := branchParam(value)
-	old := value[from:to]
+	old := top.param()
 	fromTag, _ := req.From().Params.Get("tag")
 	sum := sha256.New()
 	for _, f := range []string{req.Recipient.String(), fromTag, callID(req), strconv.FormatUint(uint64(req.CSeq().SeqNo), 10),
@@ -62,12 +60,15 @@ func keyRFC2543(msg []byte, req *sip.Request) []byte {
 		sum.Write([]byte{0})
 	}
 	branch := rfc2543Prefix + hex.EncodeToString(sum.Sum(nil))[:rfc2543HashLen]
-	if had {
-		branch += "." + base64.RawURLEncoding.EncodeToString([]byte(old))
-		value = value[:from] + "branch=" + branch + value[to:]
-	} else {
-		value += ";branch=" + branch
+	param := ";branch=" + branch // added at the end
+	if strings.HasSuffix(top.value, ";") {
+		param = param[1:]
 	}
+	if top.had {
+		branch += "." + base64.RawURLEncoding.EncodeToString([]byte(old))
+		param = "branch=" + branch // in place of the old one
+	}
+	value := top.with(param)
 	hs, err := headerParsers.ParseHeader(nil, []byte("Via: "+value))
 	if err != nil || len(hs) != 1 {
 		return msg
@@ -75,7 +76,7 @@ func keyRFC2543(msg []byte, req *sip.Request) []byte {
 	if nv, ok := hs[0].(*sip.ViaHeader); !ok || nv.Params.GetOr("branch", "") != branch || nv.Host != v.Host || nv.Port != v.Port {
 		return msg
 	}
-	return splice(msg, h, "Via: "+value)
+	return splice(msg, top.h, "Via: "+value)
 }
 
 // restoreVia undoes keyRFC2543 in a response about to be sent: the top
@@ -85,46 +86,64 @@ func restoreVia(msg []byte) []byte {
 	if !bytes.HasPrefix(msg, []byte("SIP/2.0 ")) || !bytes.Contains(msg, []byte(rfc2543Prefix)) {
 		return msg
 	}
-	h, ok := topViaSpan(msg)
-	if !ok {
+	top, ok := findTopVia(msg)
+	if !ok || !top.had {
 		return msg
 	}
-	value := string(bytes.Trim(msg[h.colon+1:h.end], " \t"))
-	from, to, had := branchParam(value)
-	rest, ok := strings.CutPrefix(value[from:to], "branch="+rfc2543Prefix)
-	if !had || !ok || len(rest) < rfc2543HashLen {
+	rest, ok := strings.CutPrefix(top.param(), "branch="+rfc2543Prefix)
+	if !ok || len(rest) < rfc2543HashLen {
 		return msg
 	}
 	switch rest = rest[rfc2543HashLen:]; {
 	case rest == "":
-		value = value[:from-1] + value[to:] // and its ";"
+		top.from-- // and its ";"
+		return splice(msg, top.h, "Via: "+top.with(""))
 	case rest[0] == '.':
 		old, err := base64.RawURLEncoding.DecodeString(rest[1:])
 		if err != nil {
 			return msg
 		}
-		value = value[:from] + string(old) + value[to:]
-	default:
-		return msg
+		return splice(msg, top.h, "Via: "+top.with(string(old)))
 	}
-	return splice(msg, h, "Via: "+value)
+	return msg
 }
 
-// topViaSpan is msg's first Via header.
-func topViaSpan(msg []byte) (headerSpan, bool) {
-	var top headerSpan
+// topVia is a message's first Via header: where it is, its value, and
+// where in that its first branch parameter ("branch=...") is (if it has
+// none, from and to are the value's end).
+type topVia struct {
+	h        headerSpan
+	value    string
+	from, to int
+	had      bool
+}
+
+func findTopVia(msg []byte) (topVia, bool) {
+	var top topVia
 	found := false
 	eachHeader(msg, func(h headerSpan) bool {
-		if h.colon >= 0 {
-			if via, ok := lwsKind(h.name(msg)); via && ok {
-				top, found = h, true
-				return false
-			}
+		if h.colon < 0 {
+			return true
 		}
-		return true
+		if via, ok := lwsKind(h.name(msg)); !via || !ok {
+			return true
+		}
+		top.h, found = h, true
+		top.value = string(bytes.Trim(msg[h.colon+1:h.end], " \t"))
+		top.from, top.to, top.had = branchParam(top.value)
+		if !top.had {
+			top.from, top.to = len(top.value), len(top.value)
+		}
+		return false
 	})
 	return top, found
 }
+
+// param is the branch parameter as written, "" when there is none.
+func (t topVia) param() string { return t.value[t.from:t.to] }
+
+// with is the value with the branch parameter's place taken by s.
+func (t topVia) with(s string) string { return t.value[:t.from] + s + t.value[t.to:] }
 
 // branchParam finds the first branch parameter of the first value of a
 // Via header, read as sipgo reads it (a quoted string starts a
@@ -149,8 +168,8 @@ func branchParam(v string) (from, to int, had bool) {
 		case c == '=' && start >= 0:
 			inValue = true
 			continue
-		case c != ';' && c != ',':
-			continue
+		case c != ';' && (c != ',' || start < 0):
+			continue // sipgo looks for commas among the parameters only
 		}
 		if start >= 0 {
 			if key, _, _ := strings.Cut(v[start:i], "="); key == "branch" {

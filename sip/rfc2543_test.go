@@ -190,8 +190,9 @@ func TestRestoringWriters(t *testing.T) {
 }
 
 // FuzzRFC2543: whatever screen passes is keyed the same every time with a
-// branch sipgo takes as RFC 3261's, and a response to it leaves with the
-// top Via's sent-by and branch as they were.
+// branch sipgo takes as RFC 3261's (unless keyRFC2543 declined a Via that
+// sipgo would not read back as written), and a response to it leaves with
+// the top Via's sent-by and branch as they were.
 func FuzzRFC2543(f *testing.F) {
 	screenSeeds(f)
 	p := sip.NewParser()
@@ -209,14 +210,14 @@ func FuzzRFC2543(f *testing.F) {
 			return // responses pass as they are
 		}
 		before := mustRequest(t, normalizeLWS(data)).Via()
-		if before.Host == "" {
-			return // no sent-by that sipgo reads: left to sipgo
+		if before.Host == "" || bytes.Equal(out, normalizeLWS(data)) {
+			return // a Via sipgo cannot read back: left to sipgo's own matching
 		}
 		if b, _ := req.Via().Params.Get("branch"); !strings.HasPrefix(b, sip.RFC3261BranchMagicCookie) || b == sip.RFC3261BranchMagicCookie {
 			t.Fatalf("top branch %q", b)
 		}
 		res := sip.NewResponseFromRequest(req, 404, "Not Found", nil)
-		after := topVia(t, restoreVia([]byte(res.String())))
+		after := parsedTopVia(t, restoreVia([]byte(res.String())))
 		ob, oh := before.Params.Get("branch")
 		ab, ah := after.Params.Get("branch")
 		if after.Host != before.Host || after.Port != before.Port || after.Transport != before.Transport || ob != ab || oh != ah {
@@ -225,9 +226,9 @@ func FuzzRFC2543(f *testing.F) {
 	})
 }
 
-// topVia parses msg's first Via header alone (sipgo may write other
+// parsedTopVia parses msg's first Via header alone (sipgo may write other
 // headers it cannot read back).
-func topVia(t *testing.T, msg []byte) *sip.ViaHeader {
+func parsedTopVia(t *testing.T, msg []byte) *sip.ViaHeader {
 	var v *sip.ViaHeader
 	eachHeader(msg, func(h headerSpan) bool {
 		if h.colon < 0 || !bytes.EqualFold(h.name(msg), []byte("Via")) {

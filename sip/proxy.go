@@ -154,6 +154,9 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 				p.log.Warn("UDP receive buffer smaller than asked: bursts may be dropped", "listen", l.key(), "bytes", l.rcvbuf/2, "asked", udpBufferSize)
 			}
 		}
+		if l.pc != nil {
+			l.pc = restoringPacketConn{l.pc}
+		}
 		if l.ln != nil {
 			l.ln = &screenListener{Listener: l.ln, parser: filter.parser, bad: p.badDatagram, admit: p.admitStream, refuse: p.bannedConn, hygiene: p.tcp}
 		}
@@ -350,6 +353,7 @@ func (p *Proxy) isLocalDomain(u sip.Uri) bool {
 
 // handle is every request's entry point (sipgo gives each its goroutine).
 func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
+	restoreMethod(req)
 	p.metrics.request(string(req.Method))
 	if err := checkRequest(req); err != nil {
 		// Datagrams and accepted connections were screened before; this

@@ -27,7 +27,7 @@ func TestProxyRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := screen(sip.NewParser(), []byte(tt.msg), false)
+			_, r := screen(sip.NewParser(), []byte(tt.msg), false)
 			if tt.status == "" {
 				if r != nil {
 					t.Fatalf("refused: %q", r.reason)

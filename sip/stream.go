@@ -160,13 +160,13 @@ func (c *screenConn) frame() bool {
 		c.err = io.EOF // sipgo closes the connection
 		return true
 	}
-	if r := screen(c.l.parser, msg, true); r != nil {
+	if out, r := screen(c.l.parser, msg, true); r != nil {
 		c.l.bad(r.reason, c.RemoteAddr())
 		if r.reply != nil {
 			_, _ = c.Conn.Write(r.reply)
 		}
 	} else {
-		c.out = append(c.out[:0], msg...)
+		c.out = append(c.out[:0], out...)
 	}
 	c.active = c.readAt // a keepalive alone keeps nothing open
 	c.consume(c.size)

@@ -33,10 +33,8 @@ func checkRequest(req *sip.Request) error {
 	case req.CSeq() == nil:
 		return errors.New("Missing CSeq")
 	case req.CSeq().MethodName != req.Method:
+		// Methods are case-sensitive (RFC 3261 §7.1): see writtenMethod.
 		return errors.New("CSeq Method Mismatch")
-	case req.Via().Params == nil || !hasBranch(req.Via()):
-		// RFC 2543 clients without a branch: we cannot match transactions.
-		return errors.New("Missing Via Branch")
 	case req.Recipient.Host == "" && !strings.EqualFold(req.Recipient.Scheme, "tel"):
 		return errors.New("Bad Request-URI")
 	}
@@ -53,9 +51,28 @@ func usableURI(u sip.Uri) bool {
 	return (s != "sip" && s != "sips") || u.Host != ""
 }
 
-func hasBranch(v *sip.ViaHeader) bool {
-	b, ok := v.Params.Get("branch")
-	return ok && b != ""
+// writtenMethod is req's method as msg's request line writes it: sipgo's
+// parser upper-cases it, but methods are case-sensitive tokens (RFC 3261
+// §7.1, RFC 4475 §3.1.1.2 intmeth) to compare with the CSeq's and to
+// forward as they are.
+func writtenMethod(msg []byte, req *sip.Request) sip.RequestMethod {
+	line := bytes.TrimLeft(msg, "\r\n")
+	m, _, _ := bytes.Cut(line, []byte(" "))
+	if !strings.EqualFold(string(m), string(req.Method)) {
+		return req.Method
+	}
+	return sip.RequestMethod(m)
+}
+
+// restoreMethod undoes sipgo's upper-casing of a request's method where
+// the request line is no longer at hand: screen compared the method as
+// written with the CSeq's, so the CSeq's is how it was written. (Over a
+// connection sipanchor opened nothing was screened, and a method that
+// differs from its CSeq's only in case passes.)
+func restoreMethod(req *sip.Request) {
+	if cs := req.CSeq(); cs != nil && strings.EqualFold(string(cs.MethodName), string(req.Method)) {
+		req.Method = cs.MethodName
+	}
 }
 
 // rejection is a message refused before the transaction layer: why, and
@@ -69,14 +86,17 @@ type rejection struct {
 var errFraming = errors.New("framing disagrees with the parser")
 
 // screen checks one whole message (a datagram, or one framed out of a TCP
-// stream) before sipgo's transaction layer sees it, and returns nil for a
-// message to pass on. A request that does not parse or lacks what a
-// transaction needs is answered 400 naming what is wrong (RFC 3261 §16.3
-// step 1) whenever its top Via is readable; responses that do not parse,
-// and requests without a usable Via or that are ACKs, are only refused.
-func screen(p *sip.Parser, data []byte, stream bool) *rejection {
-	msg, n, err := p.Parse(data, stream)
-	if stream && err == nil && n != len(data) {
+// stream) before sipgo's transaction layer sees it. A message to pass on
+// is returned as sipgo is to parse it: with LWS normalised (lws.go) and,
+// from an RFC 2543 client, with a transaction branch (rfc2543.go). A
+// request that does not parse or lacks what a transaction needs is
+// refused, and answered 400 naming what is wrong (RFC 3261 §16.3 step 1)
+// whenever its top Via is readable; responses that do not parse, and
+// requests without a usable Via or that are ACKs, are only refused.
+func screen(p *sip.Parser, data []byte, stream bool) ([]byte, *rejection) {
+	clean := normalizeLWS(data)
+	msg, n, err := p.Parse(clean, stream)
+	if stream && err == nil && n != len(clean) {
 		// The stream framing saw a different end than the parser does
 		// (a datagram may carry bytes past Content-Length, RFC 3261 §18.3).
 		err = errFraming
@@ -85,27 +105,28 @@ func screen(p *sip.Parser, data []byte, stream bool) *rejection {
 	if err == nil {
 		req, ok := msg.(*sip.Request)
 		if !ok {
-			return nil // responses are matched or dropped by the transaction layer
+			return clean, nil // responses are matched or dropped by the transaction layer
 		}
+		req.Method = writtenMethod(clean, req)
 		cerr := checkRequest(req)
 		if cerr == nil {
-			return nil
+			return keyRFC2543(clean, req), nil
 		}
 		reason = cerr.Error()
 		var se *statusError
 		if errors.As(cerr, &se) {
 			m := scanMessage(data)
-			return &rejection{reason: reason, reply: m.response(se.code, reason, se.header)}
+			return nil, &rejection{reason: reason, reply: m.response(se.code, reason, se.header)}
 		}
 	}
 	m := scanMessage(data)
 	if err != nil {
 		if se := requestLineStatus(m.start); se != nil {
-			return &rejection{reason: se.reason, reply: m.response(se.code, se.reason, se.header)}
+			return nil, &rejection{reason: se.reason, reply: m.response(se.code, se.reason, se.header)}
 		}
 		reason = m.diagnose(err)
 	}
-	return &rejection{reason: reason, reply: m.response(sip.StatusBadRequest, reason, "")}
+	return nil, &rejection{reason: reason, reply: m.response(sip.StatusBadRequest, reason, "")}
 }
 
 // rawMessage is a message cut into lines without sipgo's parser and
@@ -340,9 +361,9 @@ func (f *datagramFilter) filter(props sip.TransportReadProps, data []byte) ([]by
 			return nil, nil
 		}
 	}
-	r := screen(f.parser, data, false)
+	out, r := screen(f.parser, data, false)
 	if r == nil {
-		return data, nil
+		return out, nil
 	}
 	f.bad(r.reason, props.RemoteAddr)
 	if r.reply != nil && pc != nil {

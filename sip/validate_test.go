@@ -67,7 +67,7 @@ func TestScreen(t *testing.T) {
 	p := sip.NewParser()
 	for _, tc := range screenCases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := screen(p, []byte(tc.msg), false)
+			_, r := screen(p, []byte(tc.msg), false)
 			if tc.reason == "" {
 				if r != nil {
 					t.Fatalf("refused %q, want passed", r.reason)
@@ -216,6 +216,9 @@ func screenSeeds(f *testing.F) {
 	}
 	f.Add([]byte(req("REGISTER sip:example.test SIP/2.0", tVia, tFrom, tTo, tCID, "CSeq: 1 REGISTER", "Contact: <sip:a@192.0.2.1>", "  ;expires=280297596632815", tCL0)))
 	f.Add([]byte("\r\n\r\nINVITE sip:x SIP/2.0\r\nv: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 3\r\n\r\nabc"))
+	for _, name := range tortureValid {
+		f.Add(readTorture(f, name))
+	}
 }
 
 // FuzzScreen: any message is passed or refused without panicking, and a
@@ -224,7 +227,7 @@ func FuzzScreen(f *testing.F) {
 	screenSeeds(f)
 	p := sip.NewParser()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := screen(p, data, false)
+		_, r := screen(p, data, false)
 		if r == nil || r.reply == nil {
 			return
 		}
@@ -257,6 +260,7 @@ func FuzzScreenConn(f *testing.F) {
 		ps := sip.NewParser().NewSIPStream()
 		err := ps.ParseSIPStream(got, func(m sip.Message) {
 			if r, ok := m.(*sip.Request); ok {
+				restoreMethod(r) // as the proxy does
 				if cerr := checkRequest(r); cerr != nil {
 					t.Fatalf("passed an invalid request: %v", cerr)
 				}

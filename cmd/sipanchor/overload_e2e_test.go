@@ -51,7 +51,7 @@ func TestBehindShedsNewCallsOnly(t *testing.T) {
 		if !strings.Contains(r.To().Value(), "tag=") {
 			t.Errorf("503 without a To tag: %s", r.To().Value())
 		}
-		ackFor(carol, d, r)
+		ackNon2xx(carol, d, r)
 	}
 	bob.okTo(bob.recv("BYE of the call in progress", isRequest("BYE")))
 	alice.recv("200 for the BYE", isResponse(200, "BYE"))
@@ -71,9 +71,9 @@ func TestBehindShedsNewCallsOnly(t *testing.T) {
 	bob.recv("a new call after the backlog", isRequest("INVITE"))
 }
 
-// ackFor sends the ACK of a non-2xx final response r to d's INVITE (RFC
+// ackNon2xx sends the ACK of a non-2xx final response r to d's INVITE (RFC
 // 3261 §17.1.1.3: same branch, the response's To).
-func ackFor(u *ua, d *dlg, r *sip.Response) {
+func ackNon2xx(u *ua, d *dlg, r *sip.Response) {
 	u.send(fmt.Sprintf(`ACK %[1]s SIP/2.0
 %[2]s
 Max-Forwards: 70

@@ -29,7 +29,22 @@ func newMetrics() *Metrics {
 	return &Metrics{requests: map[string]uint64{}, responses: map[[2]string]uint64{}, tx: map[string]*histogram{}}
 }
 
+// knownMethods are the methods counted by name; any other (an extension
+// method anyone can make up, RFC 3261 §7.1) is counted as "other", so that
+// a stranger cannot grow the counters without bound.
+var knownMethods = map[string]bool{"INVITE": true, "ACK": true, "CANCEL": true, "BYE": true, "OPTIONS": true,
+	"REGISTER": true, "PRACK": true, "UPDATE": true, "INFO": true, "SUBSCRIBE": true, "NOTIFY": true,
+	"REFER": true, "MESSAGE": true, "PUBLISH": true}
+
+func metricMethod(m string) string {
+	if knownMethods[m] {
+		return m
+	}
+	return "other"
+}
+
 func (m *Metrics) request(method string) {
+	method = metricMethod(method)
 	m.mu.Lock()
 	m.requests[method]++
 	m.mu.Unlock()
@@ -38,6 +53,7 @@ func (m *Metrics) request(method string) {
 // final counts a final response sent upstream and how long its
 // transaction took.
 func (m *Metrics) final(method string, status int, took time.Duration) {
+	method = metricMethod(method)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.responses[[2]string{method, strconv.Itoa(status)}]++

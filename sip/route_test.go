@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"sipanchor/dialog"
+
 	"github.com/emiago/sipgo/sip"
 )
 
@@ -90,47 +92,67 @@ func FuzzRoute(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, ruri, to, route, glob string, withDefault bool) {
 		p := routeFuzzProxy(t, glob, withDefault)
-		msg := "INVITE " + ruri + " SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5062;branch=z9hG4bKf\r\n" +
-			"From: <sip:bob@example.test>;tag=f\r\nTo: " + to + "\r\nCall-ID: fuzz\r\nCSeq: 1 INVITE\r\n"
-		if route != "" {
-			msg += "Route: " + route + "\r\n"
-		}
-		m, err := sip.ParseMessage([]byte(msg + "Content-Length: 0\r\n\r\n"))
-		if err != nil {
-			return
-		}
-		req, ok := m.(*sip.Request)
-		if !ok || checkRequest(req) != nil {
-			return
-		}
-		p.consumeRoutes(req)
-
-		key := matchKey(req.Recipient)
-		sr, matched := p.matchRoute(req.Recipient)
-		first := slices.IndexFunc(p.routes, func(r staticRoute) bool { ok, _ := path.Match(r.match, key); return ok })
-		if matched != (first >= 0) || matched && (sr.match != p.routes[first].match || sr.to.String() != p.routes[first].to.String()) {
-			t.Fatalf("key %q: matchRoute gave %q (%v), the first matching glob is #%d", key, sr.match, matched, first)
-		}
-
-		ts, status, reason := p.targets(req)
-		ts2, status2, reason2 := p.targets(req)
-		if status != status2 || reason != reason2 || fmt.Sprint(ts) != fmt.Sprint(ts2) {
-			t.Fatalf("asked twice: %v %d %q, then %v %d %q", ts, status, reason, ts2, status2, reason2)
-		}
-		if (status == 0) != (len(ts) > 0) || status != 0 && (status < 400 || status > 599) {
-			t.Fatalf("status %d %q with %d targets", status, reason, len(ts))
-		}
-		ports := []int{5060, 5062, 5080, 5090, 5070, 40000, req.Recipient.Port}
-		if r := req.Route(); r != nil {
-			ports = append(ports, r.Address.Port)
-		}
-		if at, ok, err := aliasTarget(req.Recipient); ok && err == nil {
-			ports = append(ports, int(at.dst.Port()))
-		}
-		for _, tg := range ts {
-			if !tg.dst.IsValid() || tg.dst.Port() == 0 || !slices.Contains(ports, int(tg.dst.Port())) {
-				t.Fatalf("target %v: not an address the request or the config named (ports %v)", tg, ports)
+		if req := screened(ruri, to, route); req != nil {
+			p.consumeRoutes(req)
+			key := matchKey(req.Recipient)
+			sr, matched := p.matchRoute(req.Recipient)
+			first := slices.IndexFunc(p.routes, func(r staticRoute) bool { ok, _ := path.Match(r.match, key); return ok })
+			if matched != (first >= 0) || matched && (sr.match != p.routes[first].match || sr.to.String() != p.routes[first].to.String()) {
+				t.Fatalf("key %q: matchRoute gave %q (%v), the first matching glob is #%d", key, sr.match, matched, first)
 			}
+			checkTargets(t, p, req)
+		}
+		// A request of our own (a BYE ending a call) is built from the
+		// party's stored Contact and routed without the checks.
+		bye, err := inDialogRequest(sip.BYE, "fuzz", dialog.Party{URI: "<sip:bob@example.test>", Tag: "t1", Contact: ruri},
+			dialog.Party{URI: "<sip:alice@example.test>", Tag: "f"}, 2, nil, nil)
+		if err == nil {
+			checkTargets(t, p, bye)
 		}
 	})
+}
+
+// screened is the INVITE with these Request-URI, To and Route as it
+// reaches routing: parsed and past checkRequest; nil if refused before.
+func screened(ruri, to, route string) *sip.Request {
+	msg := "INVITE " + ruri + " SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5062;branch=z9hG4bKf\r\n" +
+		"From: <sip:bob@example.test>;tag=f\r\nTo: " + to + "\r\nCall-ID: fuzz\r\nCSeq: 1 INVITE\r\n"
+	if route != "" {
+		msg += "Route: " + route + "\r\n"
+	}
+	m, err := sip.ParseMessage([]byte(msg + "Content-Length: 0\r\n\r\n"))
+	if err != nil {
+		return nil
+	}
+	req, ok := m.(*sip.Request)
+	if !ok || checkRequest(req) != nil {
+		return nil
+	}
+	return req
+}
+
+// checkTargets: targets() decides the same twice, gives targets xor a
+// 4xx/5xx, and each target's port is one the request or the config named.
+func checkTargets(t *testing.T, p *Proxy, req *sip.Request) {
+	t.Helper()
+	ts, status, reason := p.targets(req)
+	ts2, status2, reason2 := p.targets(req)
+	if status != status2 || reason != reason2 || fmt.Sprint(ts) != fmt.Sprint(ts2) {
+		t.Fatalf("asked twice: %v %d %q, then %v %d %q", ts, status, reason, ts2, status2, reason2)
+	}
+	if (status == 0) != (len(ts) > 0) || status != 0 && (status < 400 || status > 599) {
+		t.Fatalf("status %d %q with %d targets", status, reason, len(ts))
+	}
+	ports := []int{5060, 5062, 5080, 5090, 5070, 40000, req.Recipient.Port}
+	if r := req.Route(); r != nil {
+		ports = append(ports, r.Address.Port)
+	}
+	if at, ok, err := aliasTarget(req.Recipient); ok && err == nil {
+		ports = append(ports, int(at.dst.Port()))
+	}
+	for _, tg := range ts {
+		if !tg.dst.IsValid() || tg.dst.Port() == 0 || !slices.Contains(ports, int(tg.dst.Port())) {
+			t.Fatalf("%s %s: target %v is not an address the request or the config named (ports %v)", req.Method, req.Recipient.String(), tg, ports)
+		}
+	}
 }

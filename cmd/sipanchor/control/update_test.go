@@ -36,7 +36,7 @@ func realAPI(tb testing.TB) http.Handler {
 	}
 	cfg.Listeners[0].Addr = netip.MustParseAddrPort("127.0.0.1:0") // any free port
 	lo := netip.MustParseAddr("127.0.0.1")
-	rl, err := media.NewRelay(media.Config{PortMin: 43900, PortMax: 43919, Bind: lo, Advertise: lo, Log: log})
+	rl, err := media.NewRelay(media.Config{PortMin: 44140, PortMax: 44159, Bind: lo, Advertise: lo, Log: log})
 	if err != nil {
 		tb.Fatal(err)
 	}

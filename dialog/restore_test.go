@@ -3,9 +3,11 @@ package dialog
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"sipanchor/media"
@@ -99,48 +101,60 @@ func savedRows(tb testing.TB, e *relay.Builtin) [][3]string {
 	return out
 }
 
-// FuzzLoad restarts the dialog layer on one stored dialog row (its key
-// columns and its JSON, with the relay state inside), seeded with rows
-// real calls saved. Properties: Load never fails for a bad row, it
-// restores the row whole or not at all — a restored dialog is live under
-// the row's own key, one that is skipped holds nothing — and once the
+// FuzzRestoreRow restores one stored dialog row (its key columns and its
+// JSON, with the relay state inside) as Load does at a restart, seeded
+// with rows real calls saved. Properties: a row is restored whole or
+// skipped with an errBadRecord saying why — a restored dialog is live
+// under the row's own key, a skipped one holds nothing — and once the
 // restored dialog ends nothing of it is left: no relay session, no port,
 // no count against the caller's limits.
-func FuzzLoad(f *testing.F) {
+func FuzzRestoreRow(f *testing.F) {
 	for _, r := range savedRows(f, restoreEngine(f)) {
 		f.Add(r[0], r[1], r[2])
 	}
-	db := openStore(f)
 	f.Fuzz(func(t *testing.T, callID, fromTag, data string) {
 		e := restoreEngine(t) // each run its own: what one leaves cannot fail the next
-		if _, err := db.Exec(`DELETE FROM dialogs`); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.Exec(`INSERT INTO dialogs (call_id, from_tag, data) VALUES (?, ?, ?)`, callID, fromTag, data); err != nil {
-			t.Fatal(err)
-		}
-		m := storeManager(e, db)
-		n, err := m.Load(ctx)
-		if err != nil {
-			t.Fatalf("one bad row failed the whole load: %v", err)
-		}
-		if m.Count() != n || n > 1 {
-			t.Fatalf("Load restored %d, %d dialogs live, from one row", n, m.Count())
-		}
-		if _, ok := m.Get(callID, fromTag); n == 1 && !ok {
-			t.Fatalf("row %q/%q restored under another key: %q", callID, fromTag, m.All()[0].Info().Key)
-		}
-		if n == 0 {
+		m := storeManager(e, nil)
+		if err := m.restoreRow(ctx, callID, fromTag, data); err != nil {
+			if !errors.Is(err, errBadRecord) {
+				t.Fatalf("row skipped without saying why: %v", err)
+			}
 			checkNothingHeld(t, m, e, "after the row was skipped")
+			return
+		}
+		if _, ok := m.Get(callID, fromTag); !ok || m.Count() != 1 {
+			t.Fatalf("row %q/%q restored as %d dialogs, under other keys", callID, fromTag, m.Count())
 		}
 		for _, d := range m.All() {
 			m.Terminate(d, "fuzz")
 		}
 		m.Shutdown()
 		m.Wait()
-		m.Close()
 		checkNothingHeld(t, m, e, "after the restored dialog ended")
 	})
+}
+
+// TestLoadSkipsBadRows: at a restart the rows that cannot be restored
+// whole (no dialog in them, or another dialog's) are skipped and the
+// others restored.
+func TestLoadSkipsBadRows(t *testing.T) {
+	e := restoreEngine(t)
+	good := savedRows(t, e)[0]
+	db := openStore(t)
+	for _, r := range [][3]string{good, {"c1", "f1", "{}"}, {"c2", "f2", "null"}, {"c3", "f3", strings.Replace(good[2], good[0], "c3", 1)}} {
+		if _, err := db.Exec(`INSERT INTO dialogs (call_id, from_tag, data) VALUES (?, ?, ?)`, r[0], r[1], r[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := storeManager(e, db)
+	defer m.Close()
+	n, err := m.Load(ctx)
+	if _, ok := m.Get(good[0], good[1]); err != nil || n != 1 || m.Count() != 1 || !ok {
+		t.Fatalf("Load: %d restored, %d live, %v; want only %s", n, m.Count(), err, good[0])
+	}
+	for _, d := range m.All() {
+		m.Terminate(d, "test")
+	}
 }
 
 func checkNothingHeld(t *testing.T, m *Manager, e *relay.Builtin, when string) {

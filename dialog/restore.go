@@ -2,6 +2,9 @@ package dialog
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	"sipanchor/relay"
@@ -11,6 +14,68 @@ import (
 // no 2xx had come when sipanchor stopped. Each branch's relay session is
 // rebuilt, so that the callee's 2xx, relayed statelessly after the
 // restart, is answered by the same relay ports the caller was offered.
+
+// errBadRecord: a saved dialog row that cannot be restored whole.
+var errBadRecord = errors.New("unusable saved dialog")
+
+// decodeRecord reads the dialog saved in the row (callID, fromTag): it
+// must be one whole dialog, saved under its own key.
+func decodeRecord(callID, fromTag, data string) (record, error) {
+	var rec record
+	if err := json.Unmarshal([]byte(data), &rec); err != nil {
+		return record{}, fmt.Errorf("%w: %v", errBadRecord, err)
+	}
+	switch {
+	case callID == "" || fromTag == "":
+		return record{}, fmt.Errorf("%w: no Call-ID or caller tag", errBadRecord)
+	case rec.CallID != callID || rec.Caller.Tag != fromTag:
+		// Restored under its own key, it would outlive its row (ending it
+		// deletes another) and count twice against the caller's limits.
+		return record{}, fmt.Errorf("%w: the row is %q/%q, its data says %q/%q", errBadRecord, callID, fromTag, rec.CallID, rec.Caller.Tag)
+	}
+	return rec, nil
+}
+
+// restoreRow makes the dialog saved in one row live again.
+func (m *Manager) restoreRow(ctx context.Context, callID, fromTag, data string) error {
+	rec, err := decodeRecord(callID, fromTag, data)
+	if err != nil {
+		return err
+	}
+	d := &Dialog{
+		m: m, log: m.log.With("call_id", rec.CallID), callID: rec.CallID, state: StateConfirmed, engaged: rec.Engaged,
+		caller: rec.Caller, callee: rec.Callee, branch: rec.Branch, created: rec.Created, answered: rec.Answered,
+		flags: rec.Flags, accepted: rec.Accepted, branches: map[string]relay.Session{}, pending: map[string]*exchange{},
+		early: map[string]string{}, earlyOA: map[string]*exchange{},
+		offset: rec.Offset, moves: rec.Moves, done: make(chan struct{}), acked: make(chan struct{}),
+		lateOffer: rec.LateOffer, offer: rec.Offer, set: rec.Set, src: rec.Src, peer: rec.Peer, user: rec.User,
+		sent2xx: rec.Sent2xx, invite: rec.Invite, targets: rec.Targets,
+	}
+	if d.targets == nil {
+		d.targets = map[string]BranchTarget{}
+	}
+	d.restorePending(rec.Pending)
+	if rec.Early {
+		m.restoreEarly(ctx, d, rec)
+		return nil
+	}
+	if p, ok := m.engine.(relay.Persister); ok && rec.Engaged && len(rec.Media) > 0 {
+		s, err := p.Import(ctx, d.req(d.branch, relay.Caller, nil).Key, rec.Media)
+		if err != nil {
+			d.log.Warn("relay session not restored", "err", err)
+		} else {
+			d.session = s
+			d.branches[d.branch] = s
+			m.watch(d, s)
+		}
+	}
+	m.armLifetime(d)
+	m.mu.Lock()
+	m.add(key(d.callID, d.caller.Tag), d)
+	m.mu.Unlock()
+	m.rearmAckWait(d, rec.Acked)
+	return nil
+}
 
 // worthSaving: a confirmed dialog, or an early one holding relay sessions.
 func (d *Dialog) worthSaving() bool {
@@ -31,7 +96,7 @@ func (m *Manager) restoreEarly(ctx context.Context, d *Dialog, rec record) {
 		d.inviteTx = txKey("INVITE", d.caller.CSeq)
 		d.pending[d.inviteTx] = &exchange{requester: relay.Caller}
 	}
-	if p, ok := m.engine.(relay.Persister); ok {
+	if p, ok := m.engine.(relay.Persister); ok && d.engaged { // only an engaged dialog deletes them when it ends
 		for b, st := range rec.Branches {
 			s, err := p.Import(ctx, d.req(b, relay.Caller, nil).Key, st)
 			if err != nil {

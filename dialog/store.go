@@ -303,68 +303,35 @@ func (m *Manager) queue(w dbWrite) bool {
 }
 
 // Load restores the dialogs saved before a restart, with their relay
-// sessions where the engine can rebuild them. It returns how many.
+// sessions where the engine can rebuild them. It returns how many. A row
+// that cannot be restored whole is skipped, with a warning saying why.
 func (m *Manager) Load(ctx context.Context) (int, error) {
 	if m.cfg.DB == nil {
 		return 0, nil
 	}
-	rows, err := m.cfg.DB.QueryContext(ctx, `SELECT data FROM dialogs`)
+	rows, err := m.cfg.DB.QueryContext(ctx, `SELECT call_id, from_tag, data FROM dialogs`)
 	if err != nil {
 		return 0, err
 	}
-	var recs []record
+	var saved [][3]string // call_id, from_tag, data
 	for rows.Next() {
-		var data string
-		if err := rows.Scan(&data); err != nil {
+		var r [3]string
+		if err := rows.Scan(&r[0], &r[1], &r[2]); err != nil {
 			rows.Close()
 			return 0, err
 		}
-		var rec record
-		if err := json.Unmarshal([]byte(data), &rec); err != nil {
-			m.log.Warn("unreadable saved dialog skipped", "err", err)
-			continue
-		}
-		recs = append(recs, rec)
+		saved = append(saved, r)
 	}
-	rows.Close()
+	rows.Close() // the store has one connection: free it before restoring
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, rec := range recs {
-		d := &Dialog{
-			m: m, log: m.log.With("call_id", rec.CallID), callID: rec.CallID, state: StateConfirmed, engaged: rec.Engaged,
-			caller: rec.Caller, callee: rec.Callee, branch: rec.Branch, created: rec.Created, answered: rec.Answered,
-			flags: rec.Flags, accepted: rec.Accepted, branches: map[string]relay.Session{}, pending: map[string]*exchange{},
-			early: map[string]string{}, earlyOA: map[string]*exchange{},
-			offset: rec.Offset, moves: rec.Moves, done: make(chan struct{}), acked: make(chan struct{}),
-			lateOffer: rec.LateOffer, offer: rec.Offer, set: rec.Set, src: rec.Src, peer: rec.Peer, user: rec.User,
-			sent2xx: rec.Sent2xx, invite: rec.Invite, targets: rec.Targets,
-		}
-		if d.targets == nil {
-			d.targets = map[string]BranchTarget{}
-		}
-		d.restorePending(rec.Pending)
-		if rec.Early {
-			m.restoreEarly(ctx, d, rec)
-			n++
+	for _, r := range saved {
+		if err := m.restoreRow(ctx, r[0], r[1], r[2]); err != nil {
+			m.log.Warn("saved dialog skipped", "call_id", r[0], "from_tag", r[1], "err", err)
 			continue
 		}
-		if p, ok := m.engine.(relay.Persister); ok && rec.Engaged && len(rec.Media) > 0 {
-			s, err := p.Import(ctx, d.req(d.branch, relay.Caller, nil).Key, rec.Media)
-			if err != nil {
-				d.log.Warn("relay session not restored", "err", err)
-			} else {
-				d.session = s
-				d.branches[d.branch] = s
-				m.watch(d, s)
-			}
-		}
-		m.armLifetime(d)
-		m.mu.Lock()
-		m.add(key(d.callID, d.caller.Tag), d)
-		m.mu.Unlock()
-		m.rearmAckWait(d, rec.Acked)
 		n++
 	}
 	if n > 0 {

@@ -372,6 +372,26 @@ func TestRestoreKeepsPortsAndLatches(t *testing.T) {
 	}
 }
 
+// TestRestoreFailureFreesPorts: a saved state whose callee port cannot be
+// had (outside the range, or taken) fails to restore and holds nothing,
+// not even the caller's ports already opened for it.
+func TestRestoreFailureFreesPorts(t *testing.T) {
+	for _, name := range []string{"outside the range", "taken by the caller"} {
+		r := newTestRelay(t, 4, nil)
+		callee := 1
+		if name == "taken by the caller" {
+			callee = r.cfg.PortMin
+		}
+		st := SessionState{Streams: []StreamState{{Caller: EndpointState{Port: r.cfg.PortMin}, Callee: EndpointState{Port: callee}}}}
+		if _, err := r.Restore("broken", st); err == nil {
+			t.Fatalf("%s: restored", name)
+		}
+		if used, _ := r.PortPairs(); used != 0 || r.Count() != 0 {
+			t.Errorf("%s: %d pairs and %d sessions held after a failed restore", name, used, r.Count())
+		}
+	}
+}
+
 func TestRTCPDemux(t *testing.T) {
 	r := newTestRelay(t, 4, nil)
 	s, _ := r.Open("mux")

@@ -115,6 +115,7 @@ func (r *Relay) Restore(id string, st SessionState) (*Session, error) {
 		for i, es := range []EndpointState{x.Caller, x.Callee} {
 			rtp, rtcp, err := r.pool.allocExact(es.Port)
 			if err != nil {
+				s.closeEndpoints(eps[0][:]) // this stream's caller side, not in s.streams yet
 				s.mu.Unlock()
 				s.end(fmt.Errorf("restore: %w", err))
 				s.mu.Lock()

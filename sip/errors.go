@@ -9,6 +9,7 @@ var (
 	errNoListener   = errors.New("no listener for that transport and address family")
 	errNoConnection = errors.New("no connection to that TCP client")
 	errBadAlias     = errors.New("malformed alias parameter")
+	errBadPort      = errors.New("port out of range")
 	errRelay        = errors.New("media relay")
 	errCancelled    = errors.New("cancelled by the caller")
 )

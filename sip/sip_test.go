@@ -224,6 +224,9 @@ func TestCheckRequest(t *testing.T) {
 		{"method mismatch", base[:len(base)-len("CSeq: 1 OPTIONS\r\n")] + "CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n", "CSeq Method Mismatch"},
 		{"no branch", "OPTIONS sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n", ""}, // RFC 2543: matched by RFC 3261 §17.2.3, see rfc2543.go
 		{"no To", "OPTIONS sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n", "Missing To"},
+		// sipgo reads any integer as a port; a socket cannot have these.
+		{"Request-URI port out of range", strings.Replace(base, "sip:b@x SIP", "sip:b@x:70000 SIP", 1) + "\r\n", "Bad Request-URI"},
+		{"Route port out of range", base + "Route: <sip:127.0.0.1;lr>, <sip:127.0.0.8:65536;lr>\r\n\r\n", "Bad Route"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -87,6 +87,10 @@ func (p *Proxy) uriTarget(ruri, next sip.Uri) (target, error) {
 		tr, explicit = strings.ToLower(v), true
 	}
 	port := next.Port
+	if !validPort(port) {
+		// sipgo reads any integer; uint16 would wrap 65536 to 0.
+		return target{}, fmt.Errorf("%s: %w", next.String(), errBadPort)
+	}
 	host := strings.Trim(next.Host, "[]")
 	a, err := netip.ParseAddr(host)
 	if err != nil && port == 0 {
@@ -167,3 +171,6 @@ func (p *Proxy) routed(r staticRoute, ruri sip.Uri) ([]target, int, string) {
 	}
 	return []target{t}, 0, ""
 }
+
+// validPort: a URI's port, 0 when it names none (sipgo reads any integer).
+func validPort(p int) bool { return p >= 0 && p <= 65535 }

@@ -35,13 +35,26 @@ func checkRequest(req *sip.Request) error {
 	case req.CSeq().MethodName != req.Method:
 		// Methods are case-sensitive (RFC 3261 §7.1): see writtenMethod.
 		return errors.New("CSeq Method Mismatch")
-	case req.Recipient.Host == "" && !strings.EqualFold(req.Recipient.Scheme, "tel"):
+	case req.Recipient.Host == "" && !strings.EqualFold(req.Recipient.Scheme, "tel"),
+		!validPort(req.Recipient.Port):
 		return errors.New("Bad Request-URI")
+	case !routePortsValid(req):
+		return errors.New("Bad Route")
 	}
 	if cl := req.ContentLength(); cl != nil && int(*cl) != len(req.Body()) {
 		return errors.New("Content-Length Mismatch")
 	}
 	return nil
+}
+
+// routePortsValid: every Route entry names a port a socket can have.
+func routePortsValid(req *sip.Request) bool {
+	for _, h := range req.GetHeaders("Route") {
+		if r, ok := h.(*sip.RouteHeader); ok && !validPort(r.Address.Port) {
+			return false
+		}
+	}
+	return true
 }
 
 // usableURI: a sip or sips URI names a host; other schemes (tel, ...) are

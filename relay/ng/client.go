@@ -206,23 +206,34 @@ func (c *Client) read() {
 			}
 			continue
 		}
-		cookie, d, err := ParseMessage(buf[:n])
-		if err != nil {
+		if err := c.deliver(buf[:n]); err != nil {
 			c.log.Warn("unreadable NG reply", "err", err)
-			continue
-		}
-		c.mu.Lock()
-		ch := c.pending[cookie]
-		delete(c.pending, cookie)
-		c.mu.Unlock()
-		if ch != nil {
-			ch <- d
 		}
 	}
 }
 
+// deliver hands a reply datagram to the command waiting for its cookie;
+// one that does not parse reaches no one (the command keeps waiting).
+func (c *Client) deliver(b []byte) error {
+	cookie, d, err := ParseMessage(b)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	ch := c.pending[cookie]
+	delete(c.pending, cookie)
+	c.mu.Unlock()
+	if ch != nil {
+		ch <- d
+	}
+	return nil
+}
+
 // errNoReply: a node did not answer within Timeout × Retries.
 var errNoReply = errors.New("rtpengine did not answer")
+
+// errNoSDP: an offer's or answer's reply says "ok" but has no SDP.
+var errNoSDP = errors.New(`reply "ok" without an sdp`)
 
 // ErrNoNode: no node of the set can take the call.
 var ErrNoNode = errors.New("no rtpengine node available")
@@ -456,6 +467,11 @@ func (c *Client) reply(r *relay.Request, n *Node, key string, rep map[string]any
 		return nil, &relay.SDPError{Err: fmt.Errorf("rtpengine %s: %s", n.Name, reason)}
 	}
 	sdp, _ := rep["sdp"].(string)
+	if sdp == "" {
+		// Relaying the message with no body would turn an offer into a
+		// late offer, or an answer into none.
+		return nil, fmt.Errorf("rtpengine %s: %w", n.Name, errNoSDP)
+	}
 	c.mu.Lock()
 	fresh := c.bound[key] == nil
 	c.bound[key] = n

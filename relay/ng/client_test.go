@@ -1,8 +1,13 @@
 package ng
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"math"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -142,4 +147,129 @@ func TestStrictSourceFlag(t *testing.T) {
 	if has(request("answer", r, true)) {
 		t.Error("an asymmetric leg asked for strict-source")
 	}
+}
+
+// FuzzClientReply feeds reply datagrams to the client as rtpengine would
+// send them: matched to the command waiting for the cookie, then read as
+// an offer's reply and as a query's. Seeds are rtpengine 10.5's own
+// replies. Properties: an unreadable datagram is an ErrBencode error and
+// reaches no command; an offer's reply is accepted, with its SDP, exactly
+// when it says "ok" and carries one, and a refused reply leaves the call
+// placed nowhere; a query's counters are what the reply says, or zero
+// where it says something no counter can be (never a wrapped number).
+func FuzzClientReply(f *testing.F) {
+	replies, err := filepath.Glob("../../testdata/ng/rtpengine-10.5/*.reply")
+	if err != nil || len(replies) == 0 {
+		f.Fatalf("no golden replies: %v", err)
+	}
+	for _, name := range replies {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		_, body, _ := bytes.Cut(b, []byte(" "))
+		f.Add(body)
+	}
+	f.Add([]byte("d6:result2:oke"))
+	f.Add([]byte("d6:result2:ok3:sdpi1ee"))
+	c, err := NewClient(ClientConfig{Sets: []SetConfig{{ID: 0, Nodes: []string{"udp:127.0.0.1:9"}}}, ProbeEvery: time.Hour, PollEvery: time.Hour})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { c.Close() })
+	node := c.sets[0].nodes[0]
+	k := relay.SessionKey{CallID: "c", FromTag: "ft", ToTag: "tt"}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ch := make(chan map[string]any, 1)
+		c.mu.Lock()
+		c.pending["fz"] = ch
+		c.mu.Unlock()
+		defer func() {
+			c.mu.Lock()
+			delete(c.pending, "fz")
+			delete(c.bound, callKey(k))
+			delete(c.sessions, callKey(k))
+			c.mu.Unlock()
+		}()
+		if err := c.deliver(append([]byte("fz "), body...)); err != nil {
+			c.mu.Lock()
+			waiting := c.pending["fz"] == ch
+			c.mu.Unlock()
+			if !errors.Is(err, ErrBencode) || len(ch) != 0 || !waiting {
+				t.Fatalf("unreadable reply: err %v, delivered %v, command still waiting %v", err, len(ch) != 0, waiting)
+			}
+			return
+		}
+		var rep map[string]any
+		select {
+		case rep = <-ch:
+		default:
+			t.Fatal("a readable reply did not reach its command")
+		}
+		checkOfferReply(t, c, node, k, rep)
+		checkQueryReply(t, k, rep)
+	})
+}
+
+func checkOfferReply(t *testing.T, c *Client, n *Node, k relay.SessionKey, rep map[string]any) {
+	t.Helper()
+	out, err := c.reply(&relay.Request{Key: k, From: relay.Caller, SDP: []byte("v=0\r\n")}, n, callKey(k), rep)
+	sdp, _ := rep["sdp"].(string)
+	ok := rep["result"] == "ok" && sdp != ""
+	c.mu.Lock()
+	bound, s := c.bound[callKey(k)], c.sessions[callKey(k)]
+	c.mu.Unlock()
+	if ok && (err != nil || string(out.SDP) != sdp || bound != n || out.Session != relay.Session(s)) {
+		t.Fatalf("good offer reply %v: %v, %+v, bound to %v", rep, err, out, bound)
+	}
+	if !ok && (err == nil || bound != nil || s != nil) {
+		t.Fatalf("offer reply %v accepted (err %v), or the call left placed on %v", rep, err, bound)
+	}
+}
+
+func checkQueryReply(t *testing.T, k relay.SessionKey, rep map[string]any) {
+	t.Helper()
+	st := statsOf(k, rep)
+	for _, ss := range st.Streams {
+		for side, tag := range []string{k.FromTag, k.ToTag} {
+			for i, e := range [][2]relay.EndpointStats{{ss.Caller, ss.CallerRTCP}, {ss.Callee, ss.CalleeRTCP}}[side] {
+				sm := dig(rep, "tags", tag, "medias", 0, "streams", i)
+				if want := count(dig(sm, "local port"), 65535); e.Port != int(want) {
+					t.Fatalf("%s stream %d: port %d, the reply says %v", tag, i, e.Port, dig(sm, "local port"))
+				}
+				if want := count(dig(sm, "stats", "packets"), math.MaxInt64); e.PacketsIn != want {
+					t.Fatalf("%s stream %d: %d packets, the reply says %v", tag, i, e.PacketsIn, dig(sm, "stats", "packets"))
+				}
+				if want := count(dig(sm, "stats", "bytes"), math.MaxInt64); e.BytesIn != want {
+					t.Fatalf("%s stream %d: %d bytes, the reply says %v", tag, i, e.BytesIn, dig(sm, "stats", "bytes"))
+				}
+				if e.Latched == "" {
+					continue
+				}
+				ap, err := netip.ParseAddrPort(e.Latched)
+				if err != nil || uint64(ap.Port()) != count(dig(sm, "endpoint", "port"), 65535) {
+					t.Fatalf("%s stream %d: latched %q, the reply says port %v", tag, i, e.Latched, dig(sm, "endpoint", "port"))
+				}
+			}
+		}
+	}
+}
+
+// dig walks a decoded bencode value by dictionary keys and list indexes;
+// nil where the path leads nowhere.
+func dig(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			d, _ := v.(map[string]any)
+			v = d[k]
+		case int:
+			l, _ := v.([]any)
+			if k >= len(l) {
+				return nil
+			}
+			v = l[k]
+		}
+	}
+	return v
 }

@@ -1,6 +1,7 @@
 package ng
 
 import (
+	"math"
 	"net/netip"
 	"time"
 
@@ -26,22 +27,17 @@ func statsOf(k relay.SessionKey, rep map[string]any) *relay.Stats {
 		for i, s := range streams {
 			sm, _ := s.(map[string]any)
 			var e relay.EndpointStats
-			if p, ok := sm["local port"].(int64); ok {
-				e.Port = int(p)
-			}
+			e.Port = int(count(sm["local port"], 65535))
 			if stats, ok := sm["stats"].(map[string]any); ok {
-				pk, _ := stats["packets"].(int64)
-				by, _ := stats["bytes"].(int64)
-				e.PacketsIn, e.BytesIn = uint64(pk), uint64(by)
+				e.PacketsIn, e.BytesIn = count(stats["packets"], math.MaxInt64), count(stats["bytes"], math.MaxInt64)
 			}
 			if last, ok := sm["last packet"].(int64); ok && last > 0 && e.PacketsIn > 0 {
 				e.LastPacket = time.Unix(last, 0) // whole seconds: "sent nothing for N s" is right to ±1 s
 			}
 			if end, ok := sm["endpoint"].(map[string]any); ok {
 				addr, _ := end["address"].(string)
-				port, _ := end["port"].(int64)
 				if a, err := netip.ParseAddr(addr); err == nil {
-					e.Latched = netip.AddrPortFrom(a, uint16(port)).String()
+					e.Latched = netip.AddrPortFrom(a, uint16(count(end["port"], 65535))).String()
 				}
 			}
 			if i == 0 {
@@ -58,4 +54,14 @@ func statsOf(k relay.SessionKey, rep map[string]any) *relay.Stats {
 		st.Streams = []relay.StreamStats{{Caller: a, CallerRTCP: artcp, Callee: b, CalleeRTCP: brtcp}}
 	}
 	return st
+}
+
+// count reads a reply's integer as a counter or port up to max; anything
+// else (a negative, too large, not an integer) is 0, never a wrapped value.
+func count(v any, max int64) uint64 {
+	n, ok := v.(int64)
+	if !ok || n < 0 || n > max {
+		return 0
+	}
+	return uint64(n)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 
@@ -35,6 +36,10 @@ func (a *api) parseUpdate(r *http.Request) (*updateRequest, *[2]relay.LegFlags, 
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&u); err != nil {
 			return nil, nil, errors.New("bad JSON: " + err.Error())
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			// Decode reads one value: "{}x" or "{} {...}" would pass.
+			return nil, nil, errors.New("bad JSON: more after the object")
 		}
 	}
 	if err := a.checkTarget(&u); err != nil {

@@ -16,7 +16,7 @@ func TestLimitsDefaults(t *testing.T) {
 	if l.MaxRequests <= 0 || l.Window.Duration <= 0 || l.BanTime.Duration <= 0 || l.MaxSources <= 0 {
 		t.Errorf("flood protection off by default: %+v", l)
 	}
-	if l.MaxPendingInvites <= 0 || l.MaxQueueDelay.Duration != 100*time.Millisecond {
+	if l.MaxPendingInvites <= 0 || l.MaxQueueDelay.Duration != 200*time.Millisecond {
 		t.Errorf("overload protection off by default: %+v", l)
 	}
 	if l.RetryAfter.Duration != 5*time.Second {

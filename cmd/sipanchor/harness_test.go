@@ -115,7 +115,7 @@ func proxyConfig(dir string, port, apiPort int, sipExtra, extra, token string) s
 	// No flood bans in tests that send fast from one address, unless the
 	// test sets its own limits. Nor load shedding: a race-instrumented
 	// binary on a busy CI machine can leave a datagram unread for longer
-	// than max_queue_delay's 100 ms, and a call test must not get a 503
+	// than max_queue_delay's 200 ms, and a call test must not get a 503
 	// for it (the overload tests set [limits]).
 	if !strings.Contains(extra, "[limits]") {
 		registrar += "\n[limits]\nmax_requests = 1000000\nmax_queue_delay = \"5s\"\n"

@@ -91,3 +91,23 @@ func (p *Proxy) QueueDelays() map[string]time.Duration {
 	}
 	return out
 }
+
+// statelessTag starts the To tag of every response sipanchor sends
+// without a transaction (a 503 while behind, a 400 from the pre-check),
+// as Kamailio's sl module does: the ACK of such a response names it, and
+// is dropped at the read filter instead of costing a parse and a trip
+// through the transaction layer (under overload, one for each shed call).
+var statelessTag = "sl" + randHex(3)
+
+var statelessACKTag = []byte(";tag=" + statelessTag + ".")
+
+// statelessACK: data is the ACK of a response sent without a transaction
+// (its To carries statelessTag, copied from the response, RFC 3261
+// §17.1.1.3).
+func statelessACK(data []byte) bool {
+	if !bytes.HasPrefix(data, []byte("ACK ")) || !bytes.Contains(data, statelessACKTag) {
+		return false
+	}
+	to, ok := scanMessage(data).first("To")
+	return ok && strings.Contains(to, string(statelessACKTag))
+}

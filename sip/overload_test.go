@@ -162,3 +162,33 @@ func FuzzQueueShed(f *testing.F) {
 		}
 	})
 }
+
+// TestStatelessACKDropped: the ACK of a response sent without a
+// transaction carries that response's To tag and is recognised by it; an
+// ACK of anything else, or another request with such a tag, is not.
+func TestStatelessACKDropped(t *testing.T) {
+	var n atomic.Uint64
+	q := &queueShed{maxDelay: time.Millisecond, retryAfter: "1", refused: &n}
+	res := string(q.reply(time.Second, []byte(strings.Replace(shedInvite, "%s", "", 1))))
+	to := ""
+	for _, l := range strings.Split(res, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "To: "); ok {
+			to = v
+		}
+	}
+	ack := func(to string) []byte {
+		return []byte("ACK sip:bob@example.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds\r\n" +
+			"Max-Forwards: 70\r\nTo: " + to + "\r\nFrom: Alice <sip:alice@example.test>;tag=1928301774\r\n" +
+			"Call-ID: a84b4c76e66710\r\nCSeq: 314159 ACK\r\nContent-Length: 0\r\n\r\n")
+	}
+	if !statelessACK(ack(to)) {
+		t.Errorf("the 503's ACK (To: %s) not recognised", to)
+	}
+	if statelessACK(ack("Bob <sip:bob@example.test>;tag=callee1")) {
+		t.Error("an ACK with the callee's tag taken for a stateless one")
+	}
+	bye := strings.Replace(string(ack(to)), "ACK sip:", "BYE sip:", 1)
+	if statelessACK([]byte(bye)) {
+		t.Error("a BYE taken for an ACK")
+	}
+}

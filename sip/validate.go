@@ -346,7 +346,7 @@ func withToTag(v string) string {
 		return v
 	}
 	if to, ok := hs[0].(*sip.ToHeader); ok && (to.Params == nil || !to.Params.Has("tag")) {
-		return v + ";tag=" + randHex(4)
+		return v + ";tag=" + statelessTag + "." + randHex(4)
 	}
 	return v
 }
@@ -373,6 +373,9 @@ func (f *datagramFilter) filter(props sip.TransportReadProps, data []byte) ([]by
 			_, _ = pc.WriteTo(reply, props.RemoteAddr)
 			return nil, nil
 		}
+	}
+	if statelessACK(data) {
+		return nil, nil // hop by hop, and its response left no state to end
 	}
 	out, r := screen(f.parser, data, false)
 	if r == nil {

@@ -59,8 +59,14 @@ func TestBehindShedsNewCallsOnly(t *testing.T) {
 		r, ok := m.(*sip.Request)
 		return ok && (r.Method == sip.INVITE || r.Method == sip.ACK)
 	})
-	if n := series(p.metricsText(), `sipanchor_sip_limited_total{limit="queue"}`); n != 3 {
+	m := p.metricsText()
+	if n := series(m, `sipanchor_sip_limited_total{limit="queue"}`); n != 3 {
 		t.Errorf("limited{queue} = %v, want 3", n)
+	}
+	// The 503s' ACKs end at the read filter, like the 503s began: only
+	// the call's own ACK reached the transaction layer.
+	if n := requestsCounted(m, "ACK"); n != 1 {
+		t.Errorf("%d ACKs counted, want the call's 1: the 503s' ACKs went past the read filter", n)
 	}
 	if c := len(p.logLines("behind: new calls answered 503")); c != 1 {
 		t.Errorf("logged %d times, want once", c)

@@ -239,6 +239,9 @@ func (c *screenConn) close(reason string, reply []byte) {
 // looksSIP: a start line that is a status line or ends in a SIP version,
 // so that even a broken Request-Line can be answered.
 func looksSIP(line string) bool {
+	// Trailing white space (RFC 4475 trws) is a bad Request-Line, to be
+	// answered 400, not a stream that is not SIP.
+	line = strings.TrimRight(line, " \t")
 	if strings.HasPrefix(line, "SIP/") {
 		return true
 	}

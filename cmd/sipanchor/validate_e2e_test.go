@@ -22,6 +22,10 @@ type badRequest struct {
 	status int    // expected status when reason is ""
 	framed bool   // over TCP the message's end is known, so the connection lives on
 	text   string
+	// tcpReason, when set, is the 400's reason over TCP, where the
+	// stream framing reads the message first (Content-Length decides
+	// where it ends).
+	tcpReason string
 }
 
 var sdpBody = "v=0\r\no=- 1 1 IN IP4 192.0.2.53\r\ns=-\r\nc=IN IP4 192.0.2.53\r\nt=0 0\r\nm=audio 49217 RTP/AVP 0\r\n"
@@ -268,6 +272,43 @@ Proxy-Require: noProxyReq
 Content-Length: 0
 
 `},
+	// lwsstart (§3.1.2.9): more than one SP between Request-Line elements.
+	{name: "lwsstart", reason: "Bad Request Line", framed: true, text: `INVITE  sip:bob@example.test  SIP/2.0
+To: sip:bob@example.test
+From: sip:caller@example.net;tag=1
+Max-Forwards: 8
+Call-ID: {CALLID}
+CSeq: 1 INVITE
+{VIA}
+Content-Length: 0
+
+`},
+	// trws (§3.1.2.10): SP at the end of the Request-Line.
+	{name: "trws", reason: "Bad Request Line", framed: true, text: "OPTIONS sip:bob@example.test SIP/2.0  \nTo: sip:bob@example.test\nFrom: sip:caller@example.net;tag=2\nMax-Forwards: 70\nCall-ID: {CALLID}\nCSeq: 1 OPTIONS\n{VIA}\nContent-Length: 0\n\n"},
+	// badinv01 (§3.1.2.1): extraneous header field separators.
+	{name: "badinv01", reason: "Bad Via", framed: true, text: `INVITE sip:bob@example.test SIP/2.0
+To: sip:bob@example.test;;;;
+From: sip:caller@example.net;tag=134161461246
+Max-Forwards: 7
+Call-ID: {CALLID}
+CSeq: 8 INVITE
+{VIA};;,;,,
+Contact: "Joe" <sip:joe@example.org>;;;;
+Content-Length: 0
+
+`},
+	// mcl01 (§3.3.9): two Content-Length values that disagree.
+	{name: "mcl01", reason: "Content-Length Mismatch", tcpReason: "Bad Content-Length", framed: false, text: `OPTIONS sip:bob@example.test SIP/2.0
+{VIA}
+To: sip:bob@example.test
+From: sip:caller@example.net;tag=3
+Max-Forwards: 70
+Call-ID: {CALLID}
+CSeq: 1 OPTIONS
+Content-Length: 0
+Content-Length: 4
+
+`},
 	{name: "multi01: two Call-IDs (§3.3.8)", reason: "Duplicate Call-ID", status: 0, framed: true, text: `OPTIONS sip:bob@example.test SIP/2.0
 {VIA}
 Max-Forwards: 70
@@ -448,8 +489,12 @@ func TestBadRequestGets400(t *testing.T) {
 				if err != nil {
 					t.Fatalf("no response: %v", err)
 				}
-				want := fmt.Sprintf("SIP/2.0 400 %s", bc.reason)
-				if bc.reason == "" {
+				reason := bc.reason
+				if tr == "tcp" && bc.tcpReason != "" {
+					reason = bc.tcpReason
+				}
+				want := fmt.Sprintf("SIP/2.0 400 %s", reason)
+				if reason == "" {
 					want = fmt.Sprintf("SIP/2.0 %d ", bc.status)
 				}
 				if got := statusLine(res); !strings.HasPrefix(got, want) {

@@ -28,10 +28,17 @@ type flooder struct {
 // in the background; wait collects it.
 func startFlood(t *testing.T, p *proxy, ip string, rate, n int) *flooder {
 	t.Helper()
-	scen, _ := filepath.Abs("../../testdata/sipp/flood_options.xml")
+	return startSippFlood(t, p, "flood_options.xml", ip, rate, n)
+}
+
+// startSippFlood is startFlood with another scenario of testdata/sipp and
+// more SIPp arguments.
+func startSippFlood(t *testing.T, p *proxy, scenario, ip string, rate, n int, args ...string) *flooder {
+	t.Helper()
+	scen, _ := filepath.Abs("../../testdata/sipp/" + scenario)
 	f := &flooder{out: &syncBuffer{}, done: make(chan error, 1)}
-	f.cmd = sippCmd(t, "-sf", scen, fmt.Sprintf("127.0.0.1:%d", p.port), "-i", ip, "-p", strconv.Itoa(freePort(t)),
-		"-r", strconv.Itoa(rate), "-rp", "1000", "-m", strconv.Itoa(n), "-timeout", "15s", "-nostdin")
+	f.cmd = sippCmd(t, append([]string{"-sf", scen, fmt.Sprintf("127.0.0.1:%d", p.port), "-i", ip, "-p", strconv.Itoa(freePort(t)),
+		"-r", strconv.Itoa(rate), "-rp", "1000", "-m", strconv.Itoa(n), "-timeout", fmt.Sprintf("%ds", n/rate+5), "-nostdin"}, args...)...)
 	f.cmd.Stdout, f.cmd.Stderr = f.out, f.out
 	if err := f.cmd.Start(); err != nil {
 		t.Fatal(err)

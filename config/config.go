@@ -9,6 +9,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"regexp"
@@ -83,7 +84,13 @@ type Limits struct {
 	MaxPendingInvites int      `toml:"max_pending_invites"`
 	MaxQueueDelay     Duration `toml:"max_queue_delay"`
 	RetryAfter        Duration `toml:"retry_after"`
+
+	// Memory is the Go runtime's soft memory limit; 0 = none.
+	Memory Size `toml:"memory"`
 }
+
+// MinMemory is the smallest [limits] memory accepted.
+const MinMemory Size = 64 << 20
 
 // SIP is the [sip] table.
 type SIP struct {
@@ -214,6 +221,51 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 // MarshalText implements encoding.TextMarshaler.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Size is a number of bytes written with a unit: "512MiB", "2GiB",
+// "800MB", or "0".
+type Size int64
+
+var sizeUnits = []struct {
+	suffix string
+	n      int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Size) UnmarshalText(b []byte) error {
+	t := strings.TrimSpace(string(b))
+	mult := int64(0)
+	for _, u := range sizeUnits {
+		if num, ok := strings.CutSuffix(t, u.suffix); ok {
+			t, mult = strings.TrimSpace(num), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || (mult == 0 && n != 0) || (mult > 0 && n > math.MaxInt64/mult) {
+		return fmt.Errorf("not a size (want e.g. \"512MiB\" or \"0\"): %q", b)
+	}
+	*s = Size(n * max(mult, 1))
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler: the largest binary unit
+// that divides it.
+func (s Size) MarshalText() ([]byte, error) {
+	v := int64(s)
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if v != 0 && v%u.n == 0 {
+			return []byte(strconv.FormatInt(v/u.n, 10) + u.suffix), nil
+		}
+	}
+	if v == 0 {
+		return []byte("0"), nil
+	}
+	return []byte(strconv.FormatInt(v, 10) + "B"), nil
+}
 
 // Load reads the embedded defaults, then the file at path over them (when path
 // is not empty), rejects unknown keys and validates the result.

@@ -36,6 +36,10 @@ func TestLimitsErrors(t *testing.T) {
 		{"negative pending", "[limits]\nmax_pending_invites = -1\n", "c.toml:2: limits.max_pending_invites:"},
 		{"negative queue delay", "[limits]\nmax_queue_delay = \"-1s\"\n", "c.toml:2: limits.max_queue_delay: must be between 0s (off) and 10s"},
 		{"fractional retry", "[limits]\nretry_after = \"1500ms\"\n", "c.toml:2: limits.retry_after: must be whole seconds"},
+		{"memory without unit", "[limits]\nmemory = \"512\"\n", "c.toml:2: limits.memory: not a size"},
+		{"memory not a size", "[limits]\nmemory = \"lots\"\n", "c.toml:2: limits.memory: not a size"},
+		{"negative memory", "[limits]\nmemory = \"-1GiB\"\n", "c.toml:2: limits.memory: not a size"},
+		{"memory too small", "[limits]\nmemory = \"16MiB\"\n", "c.toml:2: limits.memory: must be 0 (no limit) or at least 64MiB, got 16MiB"},
 		{"unknown key", "[limits]\nmax_bans = 3\n", "c.toml:2: limits.max_bans: unknown key"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,5 +58,35 @@ func TestLimitsAccepted(t *testing.T) {
 	}
 	if l := c.Limits; l.MaxRequests != 0 || l.MaxCalls != 100 || l.MaxCallsPerSource != 10 || l.MaxCPS != 20 || l.RetryAfter.Duration != 2*time.Second || l.BanTime.Duration != time.Minute {
 		t.Errorf("limits = %+v", l)
+	}
+}
+
+// TestLimitsMemory: [limits] memory is off by default and takes a size
+// with a unit.
+func TestLimitsMemory(t *testing.T) {
+	c, err := Parse("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Limits.Memory != 0 {
+		t.Errorf("memory = %d by default, want 0 (no limit)", c.Limits.Memory)
+	}
+	for _, tt := range []struct {
+		in   string
+		want Size
+	}{{"0", 0}, {"512MiB", 512 << 20}, {"2GiB", 2 << 30}, {"800MB", 800e6}, {"65536KiB", 64 << 20}, {"1 GiB", 1 << 30}} {
+		c, err := Parse("c.toml", []byte("[limits]\nmemory = \""+tt.in+"\"\n"))
+		if err != nil {
+			t.Errorf("memory = %q: %v", tt.in, err)
+			continue
+		}
+		if c.Limits.Memory != tt.want {
+			t.Errorf("memory = %q: %d bytes, want %d", tt.in, c.Limits.Memory, tt.want)
+		}
+		b, _ := c.Limits.Memory.MarshalText()
+		var back Size
+		if err := back.UnmarshalText(b); err != nil || back != tt.want {
+			t.Errorf("memory = %q written as %q, read back as %d (%v)", tt.in, b, back, err)
+		}
 	}
 }

@@ -304,6 +304,12 @@ func (c *Config) validate(lines positions, file string) error {
 	if ra := lim.RetryAfter.Duration; ra < time.Second || ra%time.Second != 0 {
 		bad("limits.retry_after", "must be whole seconds, at least 1s, got %s", ra)
 	}
+	// Below this the soft limit is under what sipanchor needs idle, and the
+	// garbage collector would run without pause.
+	if m := lim.Memory; m != 0 && m < MinMemory {
+		b, _ := m.MarshalText()
+		bad("limits.memory", "must be 0 (no limit) or at least 64MiB, got %s", b)
+	}
 
 	if sy := c.Store.Sync; sy != "normal" && sy != "full" {
 		bad("store.sync", "%q: want normal or full", sy)

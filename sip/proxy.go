@@ -62,6 +62,7 @@ type Proxy struct {
 	tcp       *streamHygiene // accepted TCP connections' deadlines and per-source limit
 	limits    *callLimits    // new calls: at once, per second, in progress
 	malformed atomic.Int64   // datagrams dropped or answered 400 before the transaction layer
+	held      *heldAnswers   // transactions kept for answers made here
 	metrics   *Metrics
 	wg        sync.WaitGroup
 }
@@ -73,7 +74,7 @@ const timerC = 3 * time.Minute
 // a proxy ready to Serve.
 func New(ctx context.Context, o Options) (*Proxy, error) {
 	cfg := o.Config
-	p := &Proxy{cfg: cfg, log: o.Log, self: map[string]bool{}, domains: map[string]bool{}, dialogs: o.Dialogs, metrics: newMetrics(), flows: newFlows(), dns: newResolver(cfg.SIP.Resolver)}
+	p := &Proxy{cfg: cfg, log: o.Log, self: map[string]bool{}, domains: map[string]bool{}, dialogs: o.Dialogs, metrics: newMetrics(), flows: newFlows(), dns: newResolver(cfg.SIP.Resolver), held: newHeldAnswers(maxHeldAnswers)}
 	if p.dialogs != nil {
 		p.dialogs.SetEnder(p.endDialog)
 	}
@@ -364,7 +365,9 @@ func (p *Proxy) handle(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	switch req.Method {
 	case sip.ACK:
-		p.forwardStateless(req)
+		if !p.held.ours(req) { // the ACK of an answer of ours whose transaction ended
+			p.forwardStateless(req)
+		}
 		return
 	case sip.CANCEL:
 		// sipgo matched CANCELs of live INVITE transactions already.
@@ -502,9 +505,16 @@ func (p *Proxy) respond(req *sip.Request, tx sip.ServerTransaction, res *sip.Res
 	if tx == nil {
 		return
 	}
+	local := localAnswer(req, res)
+	if local {
+		p.held.label(req, res)
+	}
 	if err := tx.Respond(res); err != nil {
 		p.log.Warn("sending response failed", "method", string(req.Method), "call_id", callID(req), "status", res.StatusCode, "peer", req.Source(), "err", err)
 		return
+	}
+	if local {
+		p.held.keep(tx)
 	}
 	if res.StatusCode >= 200 {
 		p.metrics.final(string(req.Method), res.StatusCode, 0) // answered at once

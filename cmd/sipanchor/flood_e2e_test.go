@@ -19,19 +19,27 @@ import (
 
 // flooder is a SIPp sending OPTIONS as fast as told from one address.
 type flooder struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan error
+	cmd   *exec.Cmd
+	out   *syncBuffer
+	done  chan error
+	limit time.Duration // SIPp's -timeout
 }
 
 // startFlood runs SIPp from ip sending n OPTIONS at rate per second to p,
 // in the background; wait collects it.
 func startFlood(t *testing.T, p *proxy, ip string, rate, n int) *flooder {
 	t.Helper()
-	scen, _ := filepath.Abs("../../testdata/sipp/flood_options.xml")
-	f := &flooder{out: &syncBuffer{}, done: make(chan error, 1)}
-	f.cmd = sippCmd(t, "-sf", scen, fmt.Sprintf("127.0.0.1:%d", p.port), "-i", ip, "-p", strconv.Itoa(freePort(t)),
-		"-r", strconv.Itoa(rate), "-rp", "1000", "-m", strconv.Itoa(n), "-timeout", "15s", "-nostdin")
+	return startSippFlood(t, p, "flood_options.xml", ip, rate, n)
+}
+
+// startSippFlood is startFlood with another scenario of testdata/sipp and
+// more SIPp arguments.
+func startSippFlood(t *testing.T, p *proxy, scenario, ip string, rate, n int, args ...string) *flooder {
+	t.Helper()
+	scen, _ := filepath.Abs("../../testdata/sipp/" + scenario)
+	f := &flooder{out: &syncBuffer{}, done: make(chan error, 1), limit: time.Duration(n/rate+5) * time.Second}
+	f.cmd = sippCmd(t, append([]string{"-sf", scen, fmt.Sprintf("127.0.0.1:%d", p.port), "-i", ip, "-p", strconv.Itoa(freePort(t)),
+		"-r", strconv.Itoa(rate), "-rp", "1000", "-m", strconv.Itoa(n), "-timeout", fmt.Sprintf("%ds", int(f.limit.Seconds())), "-nostdin"}, args...)...)
 	f.cmd.Stdout, f.cmd.Stderr = f.out, f.out
 	if err := f.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -55,8 +63,8 @@ func (f *flooder) wait(t *testing.T) {
 	select {
 	case err := <-f.done:
 		f.done <- err
-	case <-time.After(20 * time.Second):
-		t.Fatalf("sipp flood did not finish\n%s", tail(f.out.String(), 20))
+	case <-time.After(f.limit + 5*time.Second):
+		t.Fatalf("sipp flood did not finish within %v\n%s", f.limit+5*time.Second, tail(f.out.String(), 20))
 	}
 }
 

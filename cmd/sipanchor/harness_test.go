@@ -40,10 +40,26 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building sipanchor:", err)
 		os.Exit(1)
 	}
+	buildDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+// buildDir holds the binaries TestMain and plainBinary build.
+var buildDir string
+
+// plainBinary is sipanchor built without the race detector, built on first
+// use: for tests of memory, which the race detector multiplies (its shadow
+// of the heap is never given back to the OS, so RSS cannot come down).
+var plainBinary = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(buildDir, "sipanchor-norace")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("building sipanchor without -race: %v\n%s", err, out)
+	}
+	return bin, nil
+})
 
 // freePort finds a port free on 127.0.0.1 for both UDP and TCP, and never
 // the same one twice in this test binary: the sockets that proved it free
@@ -84,6 +100,7 @@ type proxy struct {
 	api     string
 	token   string
 	cmd     *exec.Cmd
+	bin     string // the binary run; "" = binPath
 	log     *syncBuffer
 	done    chan error
 }
@@ -120,6 +137,11 @@ func proxyConfig(dir string, port, apiPort int, sipExtra, extra, token string) s
 	if !strings.Contains(extra, "[limits]") {
 		registrar += "\n[limits]\nmax_requests = 1000000\nmax_queue_delay = \"5s\"\n"
 	}
+	// Debug logs, unless the test sets its own level.
+	logs := "\n[log]\nlevel = \"debug\"\n"
+	if strings.Contains(extra, "[log]") {
+		logs = ""
+	}
 	return fmt.Sprintf(`[sip]
 listen = ["udp:127.0.0.1:%[1]d", "tcp:127.0.0.1:%[1]d"]
 domains = ["example.test"]
@@ -131,10 +153,8 @@ path = %[2]q
 [api]
 listen = "127.0.0.1:%[3]d"
 token = %[7]q
-
-[log]
-level = "debug"
-%[4]s`, port, filepath.Join(dir, "sipanchor.db"), apiPort, extra, registrar, sipExtra, token)
+%[8]s
+%[4]s`, port, filepath.Join(dir, "sipanchor.db"), apiPort, extra, registrar, sipExtra, token, logs)
 }
 
 // startProxy runs sipanchor with proxyConfig(extra) and waits until it
@@ -169,9 +189,15 @@ func startProxyFull(t *testing.T, port int, sipExtra, extra string) *proxy {
 
 func startProxyToken(t *testing.T, port int, sipExtra, extra, token string) *proxy {
 	t.Helper()
+	return startProxyBin(t, "", port, sipExtra, extra, token)
+}
+
+// startProxyBin is startProxyToken running bin ("" = binPath).
+func startProxyBin(t *testing.T, bin string, port int, sipExtra, extra, token string) *proxy {
+	t.Helper()
 	requireE2E(t)
 	dir := t.TempDir()
-	p := &proxy{t: t, dir: dir, port: port, token: token}
+	p := &proxy{t: t, dir: dir, port: port, token: token, bin: bin}
 	apiPort := freePort(t)
 	p.api = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 	p.cfgPath = filepath.Join(dir, "sipanchor.toml")
@@ -187,7 +213,11 @@ func (p *proxy) start() {
 	t := p.t
 	t.Helper()
 	p.log = &syncBuffer{}
-	p.cmd = exec.Command(binPath, "serve", "-c", p.cfgPath)
+	bin := binPath
+	if p.bin != "" {
+		bin = p.bin
+	}
+	p.cmd = exec.Command(bin, "serve", "-c", p.cfgPath)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

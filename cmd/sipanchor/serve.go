@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -198,6 +199,7 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	setMemoryLimit(cfg.Limits.Memory, log)
 	db, err := store.OpenSync(ctx, cfg.Store.Path, store.Sync(cfg.Store.Sync))
 	if err != nil {
 		return err
@@ -276,6 +278,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		go func() { _ = srv.Serve(ctx); close(ngDone) }()
 	}
 	log.Info("sipanchor started", "version", version, "listen", p.Addrs(), "store", cfg.Store.Path)
+	relCtx, stopReleaser := context.WithCancel(ctx)
+	released := make(chan struct{})
+	go func() { newReleaser(readHeap, debug.FreeOSMemory).run(relCtx, log); close(released) }()
+	defer func() { stopReleaser(); <-released }()
 	err = p.Serve(ctx)
 	<-ngDone
 	rl.Close() // ends the sessions the dialog watchers wait on

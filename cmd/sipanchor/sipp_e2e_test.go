@@ -43,27 +43,10 @@ func sippCallsAtLeast(t *testing.T, p *proxy, service string, calls, minOK int, 
 	scen, _ := filepath.Abs("../../testdata/sipp")
 	proxy := fmt.Sprintf("127.0.0.1:%d", p.port)
 	uasPortN := freePort(t)
-	uasPort, uacPort := strconv.Itoa(uasPortN), strconv.Itoa(freePort(t))
+	uacPort := strconv.Itoa(freePort(t))
 	n := strconv.Itoa(calls)
 
-	reg := sippCmd(t, "-sf", filepath.Join(scen, "register.xml"), proxy, "-s", service,
-		"-i", "127.0.0.6", "-p", uasPort, "-m", "1", "-timeout", "10s", "-nostdin")
-	if out, err := reg.CombinedOutput(); err != nil {
-		t.Fatalf("sipp register: %v\n%s", err, tail(string(out), 30))
-	}
-
-	uasOut := &syncBuffer{}
-	uas := sippCmd(t, append([]string{"-sf", filepath.Join(scen, "uas.xml"), "-i", "127.0.0.6", "-p", uasPort,
-		"-m", n, "-timeout", "60s", "-nostdin"}, uasArgs...)...)
-	uas.Stdout, uas.Stderr = uasOut, uasOut
-	if err := uas.Start(); err != nil {
-		t.Fatal(err)
-	}
-	uasDone := make(chan error, 1)
-	go func() { uasDone <- uas.Wait() }()
-	uasAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.6"), uint16(uasPortN))
-	eventually(t, 10*time.Second, func() bool { return udpBound(t, uasAddr) },
-		"sipp uas never bound %s:\n%s", uasAddr, uasOut)
+	uas, uasOut, uasDone := sippUAS(t, p, service, "127.0.0.6", uasPortN, "uas.xml", append([]string{"-m", n}, uasArgs...)...)
 
 	uac := sippCmd(t, append([]string{"-sf", filepath.Join(scen, uacScenario), proxy, "-s", service,
 		"-i", "127.0.0.7", "-p", uacPort, "-m", n, "-timeout", "60s", "-nostdin"}, uacArgs...)...)
@@ -89,6 +72,33 @@ func sippCallsAtLeast(t *testing.T, p *proxy, service string, calls, minOK int, 
 		uas.Process.Kill()
 		t.Fatalf("sipp uas did not finish\n%s", tail(uasOut.String(), 40))
 	}
+}
+
+// sippUAS registers service@ at ip:port through p with SIPp, then runs a
+// SIPp UAS with scenario (of testdata/sipp) there in the background, ready
+// (its socket bound) when this returns.
+func sippUAS(t *testing.T, p *proxy, service, ip string, port int, scenario string, args ...string) (*exec.Cmd, *syncBuffer, chan error) {
+	t.Helper()
+	scen, _ := filepath.Abs("../../testdata/sipp")
+	reg := sippCmd(t, "-sf", filepath.Join(scen, "register.xml"), fmt.Sprintf("127.0.0.1:%d", p.port), "-s", service,
+		"-i", ip, "-p", strconv.Itoa(port), "-m", "1", "-timeout", "10s", "-nostdin")
+	if out, err := reg.CombinedOutput(); err != nil {
+		t.Fatalf("sipp register: %v\n%s", err, tail(string(out), 30))
+	}
+	out := &syncBuffer{}
+	uas := sippCmd(t, append([]string{"-sf", filepath.Join(scen, scenario), "-i", ip, "-p", strconv.Itoa(port),
+		"-timeout", "60s", "-nostdin"}, args...)...)
+	uas.Stdout, uas.Stderr = out, out
+	if err := uas.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- uas.Wait() }()
+	t.Cleanup(func() { _ = uas.Process.Kill() }) // "already finished" when it has
+	addr := netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(port))
+	eventually(t, 10*time.Second, func() bool { return udpBound(t, addr) },
+		"sipp uas never bound %s:\n%s", addr, out)
+	return uas, out, done
 }
 
 // sippCount reads a cumulative counter line of SIPp's final statistics

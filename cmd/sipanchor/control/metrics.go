@@ -77,6 +77,11 @@ func (a *api) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	metric("sipanchor_sip_malformed_total", "counter", "Messages rejected before the transaction layer.")
 	value("sipanchor_sip_malformed_total", nil, float64(a.Proxy.Malformed()))
+	held, stateless := a.Proxy.HeldAnswers()
+	metric("sipanchor_sip_held_answers", "gauge", "Server transactions kept now (64×T1 each) for final answers sipanchor made itself to out-of-dialog requests; at most 4096.")
+	value("sipanchor_sip_held_answers", nil, float64(held))
+	metric("sipanchor_sip_stateless_answers_total", "counter", "Final answers sipanchor made itself whose transaction was ended at once, as if sent statelessly, because 4096 were already kept (a flood).")
+	value("sipanchor_sip_stateless_answers_total", nil, float64(stateless))
 	banned, rate := a.Proxy.Dropped()
 	metric("sipanchor_sip_dropped_total", "counter", "Messages dropped unread by the flood bans: from a banned source (banned), or the request that got its source banned (rate); TCP connections closed as soon as accepted because their source IP already had [sip] tcp_max_per_source open (tcp_per_source).")
 	value("sipanchor_sip_dropped_total", []string{"reason", "banned"}, float64(banned))

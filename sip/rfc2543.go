@@ -73,7 +73,17 @@ func keyRFC2543(msg []byte, req *sip.Request) []byte {
 	if err != nil || len(hs) != 1 {
 		return msg
 	}
-	if nv, ok := hs[0].(*sip.ViaHeader); !ok || nv.Params.GetOr("branch", "") != branch || nv.Host != v.Host || nv.Port != v.Port {
+	nv, ok := hs[0].(*sip.ViaHeader)
+	if !ok || nv.Params.GetOr("branch", "") != branch || nv.Host != v.Host || nv.Port != v.Port {
+		return msg
+	}
+	// A response's Via is sipgo's writing of the parsed one: it must read
+	// back as this one too, or the restored Via would not be the UA's.
+	again, err := headerParsers.ParseHeader(nil, []byte("Via: "+nv.Value()))
+	if err != nil || len(again) != 1 {
+		return msg
+	}
+	if av, ok := again[0].(*sip.ViaHeader); !ok || av.Host != v.Host || av.Port != v.Port || av.Transport != v.Transport {
 		return msg
 	}
 	return splice(msg, top.h, "Via: "+value)

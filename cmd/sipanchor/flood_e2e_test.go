@@ -159,7 +159,7 @@ func TestFloodIsBannedCallsGoOn(t *testing.T) {
 	base := p.health()
 	baseRSS := p.memKB("VmRSS")
 
-	// 5,000 requests a second for 10 s: more than 10× the 400 calls a
+	// 5,000 requests a second for 10 s: 10× the 500 calls a
 	// second one core sustains (README, make bench).
 	flood := startFlood(t, p, "127.0.0.9", 5000, 50000)
 	eventually(t, 5*time.Second, func() bool { return banned(p.bans(), "127.0.0.9") },

@@ -2,10 +2,11 @@ package sip
 
 import (
 	"bytes"
-	"sipanchor/config"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"sipanchor/config"
 )
 
 // queueShed answers new calls 503 at once while the proxy is behind: an

@@ -258,12 +258,19 @@ func (m *Manager) rearmAckWait(d *Dialog, acked bool) {
 	if acked || d.answered.IsZero() {
 		return
 	}
-	if left := m.cfg.AckTimeout - time.Since(d.answered); left > 0 {
-		m.waitForACK(d, left, true)
-	} else if m.cfg.AckTimeout > 0 {
-		m.waitForACK(d, time.Millisecond, true)
+	if m.cfg.AckTimeout <= 0 {
+		return
 	}
+	// At least restoredACKGrace, for the caller's media to show the call
+	// alive when the ACK came but its save was lost with the crash (the
+	// process may have been down past the whole wait).
+	grace := min(restoredACKGrace, m.cfg.AckTimeout)
+	m.waitForACK(d, max(m.cfg.AckTimeout-time.Since(d.answered), grace), true)
 }
+
+// restoredACKGrace is the least a restored dialog waits for its ACK (or
+// the whole ACK wait, when that is shorter).
+const restoredACKGrace = 5 * time.Second
 
 // ackSeen marks the 2xx acknowledged, and saves that (not waiting: the
 // ACK does not wait for the disk). Call locked.

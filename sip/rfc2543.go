@@ -86,7 +86,13 @@ func keyRFC2543(msg []byte, req *sip.Request) []byte {
 	if av, ok := again[0].(*sip.ViaHeader); !ok || av.Host != v.Host || av.Port != v.Port || av.Transport != v.Transport {
 		return msg
 	}
-	return splice(msg, top.h, "Via: "+value)
+	// And the message must still parse whole (a Via split by a bare LF
+	// took the branch onto a line of its own).
+	out := splice(msg, top.h, "Via: "+value)
+	if _, err := sip.ParseMessage(out); err != nil {
+		return msg
+	}
+	return out
 }
 
 // restoreVia undoes keyRFC2543 in a response about to be sent: the top

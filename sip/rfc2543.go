@@ -48,7 +48,10 @@ func keyRFC2543(msg []byte, req *sip.Request) []byte {
 		return msg
 	}
 	top, ok := findTopVia(msg)
-	if !ok {
+	if !ok || strings.ContainsAny(top.value, "\r\n") {
+		// A line break left inside the value (folding was undone before)
+		// is a bare CR or LF: where sipgo and this code see the Via end
+		// differs, and the response's Via could not be put back.
 		return msg
 	}
 	old := top.param()

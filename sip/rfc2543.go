@@ -80,13 +80,10 @@ func keyRFC2543(msg []byte, req *sip.Request) []byte {
 	if !ok || nv.Params.GetOr("branch", "") != branch || nv.Host != v.Host || nv.Port != v.Port {
 		return msg
 	}
-	// A response's Via is sipgo's writing of the parsed one: it must read
-	// back as this one too, or the restored Via would not be the UA's.
-	again, err := headerParsers.ParseHeader(nil, []byte("Via: "+nv.Value()))
-	if err != nil || len(again) != 1 {
-		return msg
-	}
-	if av, ok := again[0].(*sip.ViaHeader); !ok || av.Host != v.Host || av.Port != v.Port || av.Transport != v.Transport {
+	// A response's Via is sipgo's writing of the parsed one, and
+	// restoreVia takes the made branch out of it: that must give back the
+	// UA's own Via, or the request is left alone.
+	if !restoresTo(nv, v) {
 		return msg
 	}
 	// And the message must still parse whole (a Via split by a bare LF
@@ -96,6 +93,28 @@ func keyRFC2543(msg []byte, req *sip.Request) []byte {
 		return msg
 	}
 	return out
+}
+
+// restoresTo reports whether a response carrying keyed (sipgo's writing
+// of it), once restoreVia has run, has the top Via orig: its sent-by,
+// transport and branch parameter as the UA wrote them.
+func restoresTo(keyed, orig *sip.ViaHeader) bool {
+	probe := restoreVia([]byte("SIP/2.0 100 Trying\r\nVia: " + keyed.Value() + "\r\n\r\n"))
+	top, ok := findTopVia(probe)
+	if !ok {
+		return false
+	}
+	hs, err := headerParsers.ParseHeader(nil, []byte("Via: "+top.value))
+	if err != nil || len(hs) != 1 {
+		return false
+	}
+	back, ok := hs[0].(*sip.ViaHeader)
+	if !ok || back.Host != orig.Host || back.Port != orig.Port || back.Transport != orig.Transport {
+		return false
+	}
+	ob, oh := orig.Params.Get("branch")
+	bb, bh := back.Params.Get("branch")
+	return ob == bb && oh == bh
 }
 
 // restoreVia undoes keyRFC2543 in a response about to be sent: the top

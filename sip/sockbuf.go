@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,43 +43,13 @@ func setUDPBuffers(pc net.PacketConn, n int) (int, error) {
 				}
 			}
 		}
-		got, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
+		var gerr error
+		if got, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF); gerr != nil {
+			serr = gerr
+		}
 	})
 	if err != nil {
 		return 0, err
 	}
 	return got, serr
-}
-
-// udpBacklog is the bytes waiting in a UDP socket's receive queue and the
-// queue's capacity (SO_MEMINFO): how far reading has fallen behind.
-func udpBacklog(pc net.PacketConn) (queued, capacity uint32, err error) {
-	sc, ok := pc.(syscall.Conn)
-	if !ok {
-		return 0, 0, errors.New("not a socket")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0, 0, err
-	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		var mem [unix.SK_MEMINFO_VARS]uint32
-		serr = getsockoptMeminfo(int(fd), &mem)
-		queued, capacity = mem[unix.SK_MEMINFO_RMEM_ALLOC], mem[unix.SK_MEMINFO_RCVBUF]
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	return queued, capacity, serr
-}
-
-func getsockoptMeminfo(fd int, mem *[unix.SK_MEMINFO_VARS]uint32) error {
-	l := uint32(len(mem) * 4)
-	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
-		uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&l)), 0)
-	if e != 0 {
-		return e
-	}
-	return nil
 }

@@ -251,13 +251,20 @@ func TestTrustedPeerIsNotBanned(t *testing.T) {
 
 // requestsCounted reads sipanchor_sip_requests_total for a method.
 func requestsCounted(metrics, method string) int {
+	return max(int(series(metrics, `sipanchor_sip_requests_total{method="`+method+`"}`)), 0)
+}
+
+// series is the value of one labelled series in a /metrics text, or -1.
+func series(metrics, name string) float64 {
 	for _, l := range strings.Split(metrics, "\n") {
-		if v, ok := strings.CutPrefix(l, `sipanchor_sip_requests_total{method="`+method+`"} `); ok {
-			n, _ := strconv.Atoi(v)
-			return n
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err == nil {
+				return f
+			}
 		}
 	}
-	return 0
+	return -1
 }
 
 // inviteFinal sends an INVITE from u to uri and returns its final response.

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,7 +49,7 @@ func TestBehindShedsNewCallsOnly(t *testing.T) {
 		if !strings.Contains(r.To().Value(), "tag=") {
 			t.Errorf("503 without a To tag: %s", r.To().Value())
 		}
-		ackNon2xx(carol, d, r)
+		carol.send(string(ackFor(d.peer, r.String())))
 	}
 	bob.okTo(bob.recv("BYE of the call in progress", isRequest("BYE")))
 	alice.recv("200 for the BYE", isResponse(200, "BYE"))
@@ -75,32 +73,4 @@ func TestBehindShedsNewCallsOnly(t *testing.T) {
 	// Caught up: the next call is put through.
 	carol.invite("sip:bob@example.test")
 	bob.recv("a new call after the backlog", isRequest("INVITE"))
-}
-
-// ackNon2xx sends the ACK of a non-2xx final response r to d's INVITE (RFC
-// 3261 §17.1.1.3: same branch, the response's To).
-func ackNon2xx(u *ua, d *dlg, r *sip.Response) {
-	u.send(fmt.Sprintf(`ACK %[1]s SIP/2.0
-%[2]s
-Max-Forwards: 70
-From: <%[3]s>;tag=%[4]s
-To: %[5]s
-Call-ID: %[6]s
-CSeq: 1 ACK
-Content-Length: 0
-
-`, d.peer, "Via: "+r.Via().Value(), d.local, d.localTag, r.To().Value(), d.callID))
-}
-
-// series is the value of one labelled series in a /metrics text, or -1.
-func series(metrics, name string) float64 {
-	for _, l := range strings.Split(metrics, "\n") {
-		if v, ok := strings.CutPrefix(l, name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err == nil {
-				return f
-			}
-		}
-	}
-	return -1
 }

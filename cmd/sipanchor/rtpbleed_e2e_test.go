@@ -3,12 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"regexp"
-	"strconv"
 	"testing"
 	"time"
 
@@ -64,23 +62,9 @@ func (a *attacker) gotNothing(d time.Duration) {
 	}
 }
 
-var unexpectedDrops = regexp.MustCompile(`(?m)^sipanchor_relay_dropped_total\{reason="unexpected_source"\} (\d+)$`)
-
-// unexpectedDropped reads sipanchor_relay_dropped_total{reason="unexpected_source"}.
+// unexpectedDropped reads sipanchor_relay_dropped_total{reason="unexpected_source"}, or -1.
 func (p *proxy) unexpectedDropped() int {
-	p.t.Helper()
-	resp, err := http.Get(p.api + "/metrics")
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := unexpectedDrops.FindSubmatch(b)
-	if m == nil {
-		return -1
-	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
+	return int(series(p.metricsText(), `sipanchor_relay_dropped_total{reason="unexpected_source"}`))
 }
 
 // TestRTPBleedAttackerGetsNothing: an attacker on 127.0.0.66 sprays every

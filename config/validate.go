@@ -41,9 +41,8 @@ func ParseListener(s string) (Listener, error) {
 		return Listener{}, fmt.Errorf("%q: unknown transport %q (want one of %s)", s, tr, strings.Join(transports, ", "))
 	}
 	if ap, err := netip.ParseAddrPort(hostport); err == nil {
-		if ap.Port() == 0 {
-			return Listener{}, fmt.Errorf("%q: port must be 1-65535", s)
-		}
+		// Port 0 is any free port (the same on every transport of the IP
+		// when it can be): for tests and the harness, never a default.
 		return Listener{Transport: tr, Addr: ap}, nil
 	}
 	a, err := netip.ParseAddr(strings.Trim(hostport, "[]"))

@@ -55,9 +55,15 @@ func bind(ls []config.Listener, advertise string) ([]*listener, error) {
 			l.close()
 		}
 	}
+	picked := map[netip.Addr]uint16{} // port 0: the port the kernel chose for this IP
 	for _, cl := range ls {
 		l := &listener{transport: cl.Transport}
-		addr := cl.Addr.String()
+		addr, anyPort := cl.Addr.String(), ""
+		if p, ok := picked[cl.Addr.Addr()]; ok && cl.Addr.Port() == 0 {
+			// The same port on every transport, as a UA expects of a SIP
+			// server, when it is free; any free port when it is not.
+			addr, anyPort = netip.AddrPortFrom(cl.Addr.Addr(), p).String(), addr
+		}
 		// The family is explicit: "udp" on 0.0.0.0 would be a dual-stack
 		// [::] socket, and Via would advertise an IPv6 address.
 		family := "4"
@@ -67,6 +73,9 @@ func bind(ls []config.Listener, advertise string) ([]*listener, error) {
 		switch cl.Transport {
 		case "udp":
 			pc, err := net.ListenPacket("udp"+family, addr)
+			if err != nil && anyPort != "" {
+				pc, err = net.ListenPacket("udp"+family, anyPort)
+			}
 			if err != nil {
 				closeAll()
 				return nil, fmt.Errorf("listen %s: %w", cl, err)
@@ -79,6 +88,9 @@ func bind(ls []config.Listener, advertise string) ([]*listener, error) {
 			l.local = pc.LocalAddr().(*net.UDPAddr).AddrPort()
 		case "tcp":
 			ln, err := net.Listen("tcp"+family, addr)
+			if err != nil && anyPort != "" {
+				ln, err = net.Listen("tcp"+family, anyPort)
+			}
 			if err != nil {
 				closeAll()
 				return nil, fmt.Errorf("listen %s: %w", cl, err)
@@ -90,6 +102,11 @@ func bind(ls []config.Listener, advertise string) ([]*listener, error) {
 			return nil, fmt.Errorf("listen %s: unsupported transport", cl)
 		}
 		l.local = netip.AddrPortFrom(l.local.Addr().Unmap(), l.local.Port())
+		if cl.Addr.Port() == 0 {
+			if _, ok := picked[cl.Addr.Addr()]; !ok {
+				picked[cl.Addr.Addr()] = l.local.Port()
+			}
+		}
 		l.host, l.port = advertised(l.local, advertise)
 		out = append(out, l)
 	}

@@ -128,12 +128,12 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		p.reg.auth = a
 	}
 
-	// sipgo's timers are package-wide: one proxy per process sets them.
-	t1 := cfg.SIP.T1.Duration
-	sip.SetTimers(t1, 8*t1, 10*t1)
-
+	if err := acquireTimers(cfg.SIP.T1.Duration); err != nil {
+		return nil, err
+	}
 	ls, err := bind(cfg.Listeners, cfg.SIP.Advertise)
 	if err != nil {
+		releaseTimers()
 		return nil, err
 	}
 	p.listeners = ls
@@ -186,6 +186,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 	)
 	if err != nil {
 		p.closeListeners()
+		releaseTimers()
 		return nil, err
 	}
 	p.ua = ua
@@ -236,6 +237,7 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	p.closeListeners()
 	p.ua.Close()
 	p.wg.Wait()
+	releaseTimers()
 	return nil
 }
 

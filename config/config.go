@@ -283,9 +283,25 @@ func Load(path string) (*Config, error) {
 
 // Parse is Load for a file already read; name is used in error messages.
 func Parse(name string, src []byte) (*Config, error) {
+	return ParseOver(nil, name, src)
+}
+
+// ParseOver is Parse with one more layer of defaults, base, read between
+// the embedded defaults and src: an embedder's own defaults (the test
+// harness listens on ephemeral ports, for one) that src may override.
+func ParseOver(base []byte, name string, src []byte) (*Config, error) {
 	var c Config
 	if _, err := toml.NewDecoder(bytes.NewReader(defaultsTOML)).Decode(&c); err != nil {
 		return nil, fmt.Errorf("embedded defaults: %w", err) // a build defect
+	}
+	if base != nil {
+		md, err := toml.NewDecoder(bytes.NewReader(base)).Decode(&c)
+		if err != nil {
+			return nil, fmt.Errorf("base defaults: %w", err)
+		}
+		if u := md.Undecoded(); len(u) > 0 {
+			return nil, fmt.Errorf("base defaults: unknown key %s", u[0])
+		}
 	}
 	c.file = name
 	if src == nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -204,6 +205,37 @@ type EndpointStats struct {
 	Lost         int64     `json:"lost,omitempty"`      // RTP packets lost
 	JitterMS     float64   `json:"jitter_ms,omitempty"` // interarrival jitter (A.8)
 	LastPacket   time.Time `json:"last_packet,omitzero"`
+	// PayloadTypes lists the RTP payload types received from this side,
+	// ascending (RTP sockets; RTCP multiplexed on them is left out).
+	PayloadTypes PayloadTypeList `json:"payload_types,omitempty"`
+	// DTMF is the RFC 4733 digits (0-9 * # A-D) received from this side,
+	// oldest first, the last 64, on the telephone-event payload types its
+	// or its peer's SDP declared.
+	DTMF string `json:"dtmf,omitempty"`
+	// MOS estimates the listening quality of this side's stream from its
+	// loss and jitter, 1 to 4.5 to two decimals (see estimateMOS: the
+	// E-model for G.711, without the network delay); 0 until it sent RTP.
+	MOS float64 `json:"mos,omitempty"`
+}
+
+// PayloadTypeList is a list of RTP payload types. It is a JSON list of
+// numbers, not the base64 string encoding/json makes of a []uint8.
+type PayloadTypeList []uint8
+
+// MarshalJSON writes l as a JSON array of numbers.
+func (l PayloadTypeList) MarshalJSON() ([]byte, error) {
+	if l == nil {
+		return []byte("null"), nil
+	}
+	b := make([]byte, 0, 2+4*len(l))
+	b = append(b, '[')
+	for i, pt := range l {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, uint64(pt), 10)
+	}
+	return append(b, ']'), nil
 }
 
 func (e *endpoint) snapshot() EndpointStats {
@@ -230,7 +262,7 @@ func (e *endpoint) snapshot() EndpointStats {
 		s.LastPacket = time.Unix(0, t)
 	}
 	if e.rtp {
-		s.Expected, s.Lost, s.JitterMS = e.stats.snapshot()
+		e.stats.fill(&s)
 	}
 	return s
 }

@@ -217,6 +217,8 @@ type stream struct {
 	// session's mu: signalling writes them, the sweeper reads them.
 	flow  [2]flow
 	since [2]time.Time
+	// events: the telephone-event payload types each side's SDP declared.
+	events [2]ptSet
 }
 
 // ID is the session's key.
@@ -300,6 +302,7 @@ func (s *Session) Apply(from Side, info *SDPInfo, symmetric, answer bool) ([]int
 		mine[0].mux.Store(si.RTCPMux)
 		mine[1].mux.Store(si.RTCPMux)
 		mine[0].stats.setClockRate(si.ClockRate)
+		st.setEvents(from, ptSetOf(si.TelephoneEvents...))
 		st.flow[from-1] = flowOf(si)
 		ports[i] = theirs[0].port
 	}
@@ -354,6 +357,17 @@ func (st *stream) link() {
 	for _, side := range [][2]*endpoint{st.a, st.b} {
 		side[0].sibling, side[1].sibling = side[1], side[0]
 	}
+}
+
+// setEvents records the telephone-event payload types side declared.
+// Both sides' RTP sockets decode the union: RFC 3264 §5.1 has the
+// receiver's SDP name the payload types it gets, while many UAs send on
+// the numbers of their own; the two agree in all but odd calls.
+func (st *stream) setEvents(side Side, pts ptSet) {
+	st.events[side-1] = pts
+	all := st.events[0].union(st.events[1])
+	st.a[0].stats.setEvents(all)
+	st.b[0].stats.setEvents(all)
 }
 
 func (st *stream) all() []*endpoint { return []*endpoint{st.a[0], st.a[1], st.b[0], st.b[1]} }

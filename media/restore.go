@@ -43,6 +43,9 @@ type EndpointState struct {
 	// to be sent to (hold); absent in states saved before they existed.
 	NoSend bool `json:"no_send,omitempty"`
 	NoRecv bool `json:"no_recv,omitempty"`
+	// TelephoneEvents: the payload types its SDP declared for RFC 4733
+	// events.
+	TelephoneEvents PayloadTypeList `json:"telephone_events,omitempty"`
 }
 
 // State snapshots a session for Restore.
@@ -58,6 +61,7 @@ func (s *Session) State() SessionState {
 		ss := StreamState{Caller: x.a[0].state(x.a[1]), Callee: x.b[0].state(x.b[1])}
 		for i, es := range []*EndpointState{&ss.Caller, &ss.Callee} {
 			es.NoSend, es.NoRecv = x.flow[i]&flowSend == 0, x.flow[i]&flowRecv == 0
+			es.TelephoneEvents = x.events[i].list()
 		}
 		st.Streams = append(st.Streams, ss)
 	}
@@ -145,6 +149,7 @@ func (r *Relay) Restore(id string, st SessionState) (*Session, error) {
 			if es.NoRecv {
 				stream.flow[i] &^= flowRecv
 			}
+			stream.setEvents(Side(i+1), ptSetOf(es.TelephoneEvents...))
 		}
 		stream.link()
 		for _, e := range stream.all() {

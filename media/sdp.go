@@ -30,6 +30,9 @@ type StreamInfo struct {
 	// else the RFC 3551 static table, else 8000 for audio, 90000 for video
 	// and 0 for other media (e.g. T.38 m=image).
 	ClockRate uint32
+	// TelephoneEvents are the formats of the m= line that a=rtpmap names
+	// telephone-event (RFC 4733 §7.1.1: DTMF and other events).
+	TelephoneEvents []uint8
 	// Target is where to send before the side latches, when the relay's
 	// user knows better than Addr (a UA behind NAT); zero = Addr.
 	Target netip.Addr
@@ -273,6 +276,7 @@ func parseSDP(b []byte) (*sdp.SessionDescription, *SDPInfo, error) {
 		st.Hold = st.Direction == "sendonly" || st.Direction == "inactive" ||
 			(st.Addr.IsValid() && st.Addr.IsUnspecified())
 		st.ClockRate = clockRate(st.Media, st.Formats, md.Attributes)
+		st.TelephoneEvents = telephoneEvents(st.Formats, md.Attributes)
 		if hasNoRTPProxy(md.Attributes) {
 			info.NoRTPProxy = true
 		}

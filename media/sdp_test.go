@@ -244,7 +244,7 @@ func TestParseSDP(t *testing.T) {
 			sdp:  sdpText("v=0", "o=alice 1 1 IN IP4 192.0.2.10", "s=-", "c=IN IP4 192.0.2.10", "t=0 0", "m=audio 49170 RTP/AVP 0 8 101", "a=rtpmap:101 telephone-event/8000"),
 			want: &SDPInfo{OriginAddr: "192.0.2.10", Streams: []StreamInfo{{
 				Index: 0, Media: "audio", Proto: "RTP/AVP", Port: 49170, Addr: v4, RTCPPort: 49171,
-				Direction: "sendrecv", Formats: []string{"0", "8", "101"}, ClockRate: 8000,
+				Direction: "sendrecv", Formats: []string{"0", "8", "101"}, ClockRate: 8000, TelephoneEvents: []uint8{101},
 			}}},
 		},
 		{

@@ -2,16 +2,25 @@ package media
 
 import (
 	"encoding/binary"
+	"math"
 	"sync"
 	"time"
 )
 
 // rtpStats computes receive statistics of one RTP stream as RFC 3550
 // Appendix A.1 (sequence tracking, A.3 loss) and A.8 (interarrival jitter)
-// describe. The reader goroutine updates it; queries read a snapshot.
+// describe, and what a test of the call asserts on: the payload types seen
+// and the DTMF digits received. The reader goroutine updates it; queries
+// read a snapshot.
 type rtpStats struct {
 	mu sync.Mutex
 	d  rtpData
+	// Kept across a change of SSRC (d starts over): all the side sent.
+	seen ptSet   // payload types received
+	dtmf dtmfLog // digits received on events' payload types
+	// events are the payload types carrying RFC 4733 events, from the
+	// SDP of either side (set by signalling, under mu).
+	events ptSet
 }
 
 type rtpData struct {
@@ -48,10 +57,22 @@ func (s *rtpStats) update(b []byte, now time.Time) {
 	ssrc := binary.BigEndian.Uint32(b[8:12])
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.d.update(seq, ts, ssrc, now)
+	s.seen.add(pt)
+	event := s.events.has(pt)
+	if event {
+		if p, ok := rtpPayload(b); ok {
+			if ev, ok := parseTelephoneEvent(p); ok {
+				s.dtmf.add(ssrc, ts, ev)
+			}
+		}
+	}
+	s.d.update(seq, ts, ssrc, now, event)
 }
 
-func (s *rtpData) update(seq uint16, ts, ssrc uint32, now time.Time) {
+// update tracks one packet's sequence number and, unless it is an RFC 4733
+// event, its jitter: an event's packets all carry its start timestamp
+// while they keep coming for its duration (§2.3.1), which is no lateness.
+func (s *rtpData) update(seq uint16, ts, ssrc uint32, now time.Time, event bool) {
 	if !s.started || ssrc != s.ssrc {
 		// A new source (first packet, or the UA restarted its stream).
 		*s = rtpData{started: true, ssrc: ssrc, baseSeq: uint32(seq), maxSeq: seq, clockRate: s.clockRate}
@@ -76,6 +97,9 @@ func (s *rtpData) update(seq uint16, ts, ssrc uint32, now time.Time) {
 		// Duplicate or reordered packet: counted, no effect on max.
 	}
 	s.received++
+	if event {
+		return
+	}
 	// A.8: J += (|D| - J) / 16.
 	transit := s.arrival(now) - int64(ts)
 	d := transit - s.transit
@@ -98,6 +122,27 @@ func (s *rtpStats) setClockRate(r uint32) {
 	s.mu.Lock()
 	s.d.clockRate = r
 	s.mu.Unlock()
+}
+
+// setEvents says which payload types carry RFC 4733 events.
+func (s *rtpStats) setEvents(pts ptSet) {
+	s.mu.Lock()
+	s.events = pts
+	s.mu.Unlock()
+}
+
+// fill sets the RTP figures of e: loss and jitter, payload types, DTMF
+// digits and the MOS estimated from them (once the side has sent RTP).
+func (s *rtpStats) fill(e *EndpointStats) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.Expected, e.Lost, e.JitterMS = s.d.snapshot()
+	e.PayloadTypes = s.seen.list()
+	e.DTMF = s.dtmf.String()
+	if e.Expected > 0 {
+		m := estimateMOS(float64(e.Lost)/float64(e.Expected), e.JitterMS)
+		e.MOS = math.Round(m*100) / 100
+	}
 }
 
 // snapshot returns packets expected and lost so far and the jitter in ms.

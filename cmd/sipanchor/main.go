@@ -5,6 +5,7 @@
 //	sipanchor config check -c FILE     validate a config file and exit
 //	sipanchor config defaults          print the default config, commented
 //	sipanchor ctl user add|del|list    manage digest users
+//	sipanchor nat --type T --inside IP --public IP   a userspace NAT box for tests
 //	sipanchor version
 package main
 
@@ -30,6 +31,10 @@ const usage = `usage:
   sipanchor ctl user add USER@DOMAIN PASSWORD [-c FILE]
   sipanchor ctl user del USER@DOMAIN [-c FILE]
   sipanchor ctl user list [-c FILE]
+  sipanchor nat --type full-cone|restricted-cone|port-restricted-cone|symmetric
+                --inside IP[,IP...] --public IP [--timeout D] [--tcp-timeout D] [--view PREFIX]
+                [--server IP:PORT ...] [--hairpin] [--no-port-preservation] [--broken-alg] [--verbose]
+                                       run a userspace NAT box on loopback (no root) until SIGINT/SIGTERM
   sipanchor version
 `
 
@@ -46,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdConfig(args[1:], stdout, stderr)
 	case "ctl":
 		return cmdCtl(args[1:], stdout, stderr)
+	case "nat":
+		return cmdNAT(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "sipanchor", version)
 		return 0

@@ -64,8 +64,7 @@ type SBC struct {
 func Start(t testing.TB, o Options) *SBC {
 	t.Helper()
 	o = o.withDefaults()
-	base := baseConfig(o, t.TempDir())
-	cfg, err := config.ParseOver([]byte(base), "harness.Options.TOML", []byte(o.TOML))
+	cfg, err := Config(o, t.TempDir())
 	if err != nil {
 		t.Fatalf("harness: configuration: %v", err)
 	}
@@ -85,6 +84,13 @@ func Start(t testing.TB, o Options) *SBC {
 		}
 	})
 	return s
+}
+
+// Config is the configuration Start runs with, its store in dir: for a
+// runner that starts sipanchor (package server) without a testing.TB.
+func Config(o Options, dir string) (*config.Config, error) {
+	o = o.withDefaults()
+	return config.ParseOver([]byte(baseConfig(o, dir)), "harness.Options.TOML", []byte(o.TOML))
 }
 
 func (o Options) withDefaults() Options {

@@ -240,7 +240,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			_ = p.Serve(cancelled) // releases the SIP sockets
 			return fmt.Errorf("api listen: %w", err)
 		}
-		deps := control.Deps{Version: version, Token: cfg.API.Token, Proxy: p, Dialogs: dialogs, Relay: builtin, Events: events, Log: log, Bans: p}
+		deps := control.Deps{Version: version, Token: cfg.API.Token, Proxy: p, Dialogs: dialogs, Relay: builtin, Events: events, Log: log, Bans: p, Traces: p}
 		if client != nil {
 			deps.Relay = client
 			deps.ReloadRelays = func() (int, error) {

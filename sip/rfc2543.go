@@ -246,10 +246,8 @@ func (c restoringPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 // Write is sipgo writing to an accepted TCP connection: responses pass
 // restoreVia.
 func (c *screenConn) Write(b []byte) (int, error) {
-	out := restoreVia(b)
-	if _, err := c.Conn.Write(out); err != nil {
+	if err := c.write(restoreVia(b)); err != nil {
 		return 0, err
 	}
-	c.traced(traceOut, out)
 	return len(b), nil
 }

@@ -36,6 +36,9 @@ type TraceEntry struct {
 	// traceMaxBytes bytes.
 	Size    int    `json:"size"`
 	Message string `json:"message"`
+	// Error is why a message sent was not: it is recorded as it is handed
+	// to the socket, so that whatever answers it comes after it.
+	Error string `json:"error,omitempty"`
 }
 
 // Trace is the SIP messages of the call with that Call-ID, oldest first;
@@ -103,6 +106,7 @@ type traceRecord struct {
 	transport     string
 	local, remote netip.AddrPort
 	msg           []byte // its own copy, reused when the slot is
+	err           string
 }
 
 // newTracer is the trace [trace] asks for; nil when calls = 0.
@@ -117,17 +121,38 @@ func newTracer(cfg config.Trace) *tracer {
 	return t
 }
 
-// record files a message received (traceIn) or sent (traceOut) under its
-// Call-ID. msg is copied: it may be a socket's buffer.
-func (t *tracer) record(dir traceDir, transport string, local, remote netip.AddrPort, msg []byte) {
+// record files a message received (traceIn) or about to be sent
+// (traceOut) under its Call-ID. msg is copied: it may be a socket's
+// buffer.
+func (t *tracer) record(dir traceDir, transport string, local, remote netip.AddrPort, msg []byte) traceMark {
 	if t == nil {
-		return
+		return traceMark{}
 	}
 	id := traceCallID(msg)
 	if len(id) == 0 {
+		return traceMark{}
+	}
+	c := t.call(id)
+	return traceMark{t: t, c: c, seq: c.add(t, traceRecord{dir: dir, transport: transport, local: local, remote: remote}, msg)}
+}
+
+// traceMark is a message recorded, to say later that its send failed.
+type traceMark struct {
+	t   *tracer
+	c   *callTrace // nil: not recorded
+	seq int
+}
+
+// failed notes on the message that its send failed, if it is still kept.
+func (m traceMark) failed(err error) {
+	if m.c == nil {
 		return
 	}
-	t.call(id).add(t, traceRecord{dir: dir, transport: transport, local: local, remote: remote}, msg)
+	m.c.mu.Lock()
+	defer m.c.mu.Unlock()
+	if r := m.c.slot(m.t, m.seq); r != nil && r.seq == m.seq {
+		r.err = err.Error()
+	}
 }
 
 // call is the trace of Call-ID id, made if there is none.
@@ -171,8 +196,8 @@ func (t *tracer) create(id string, sh *traceShard) *callTrace {
 }
 
 // add appends a message, into the ring of the most recent once the first
-// are kept.
-func (c *callTrace) add(t *tracer, r traceRecord, msg []byte) {
+// are kept, and returns its number.
+func (c *callTrace) add(t *tracer, r traceRecord, msg []byte) int {
 	r.size = len(msg)
 	msg = msg[:min(len(msg), traceMaxBytes)]
 	c.mu.Lock()
@@ -192,6 +217,19 @@ func (c *callTrace) add(t *tracer, r traceRecord, msg []byte) {
 	}
 	r.msg = append(slot.msg[:0], msg...)
 	*slot = r
+	return r.seq
+}
+
+// slot is where message seq is kept, or was until a later one took its
+// place; nil when it never was.
+func (c *callTrace) slot(t *tracer, seq int) *traceRecord {
+	switch i := seq - 1; {
+	case i < len(c.first):
+		return &c.first[i]
+	case len(c.last) > 0:
+		return &c.last[(i-t.keepFirst)%len(c.last)]
+	}
+	return nil
 }
 
 // entries is the trace of callID, oldest first; nil when there is none.
@@ -225,5 +263,5 @@ func (t *tracer) entries(callID string) []TraceEntry {
 
 func (r traceRecord) entry() TraceEntry {
 	return TraceEntry{Time: r.at, Dir: r.dir.String(), Transport: r.transport, Local: r.local.String(), Remote: r.remote.String(),
-		Seq: r.seq, Size: r.size, Message: string(r.msg)}
+		Seq: r.seq, Size: r.size, Message: string(r.msg), Error: r.err}
 }

@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -92,6 +93,31 @@ func TestTraceEntryFields(t *testing.T) {
 	if tr.entries("nobody") != nil {
 		t.Error("a Call-ID never seen has entries")
 	}
+}
+
+// TestTraceSendFailed: a message is recorded before it is handed to the
+// socket (so that an answer to it never comes first); a send that fails
+// then says so in its entry, unless the ring has moved past it.
+func TestTraceSendFailed(t *testing.T) {
+	tr := newTracer(config.Trace{Calls: 10, Messages: 4})
+	m := tr.record(traceOut, "tcp", traceLocal, traceRemote, traceMsg("s", 1))
+	m.failed(errors.New("broken pipe"))
+	tr.record(traceIn, "tcp", traceLocal, traceRemote, traceMsg("s", 2))
+	es := tr.entries("s")
+	if len(es) != 2 || es[0].Error != "broken pipe" || es[1].Error != "" {
+		t.Fatalf("entries %+v, want the first failed (broken pipe), the second not", es)
+	}
+	late := tr.record(traceOut, "tcp", traceLocal, traceRemote, traceMsg("s", 3))
+	for i := 4; i <= 6; i++ {
+		tr.record(traceIn, "tcp", traceLocal, traceRemote, traceMsg("s", i))
+	}
+	late.failed(errors.New("too late"))
+	for _, e := range tr.entries("s") {
+		if e.Error == "too late" {
+			t.Errorf("message #%d marked with the failure of #3, whose slot it took", e.Seq)
+		}
+	}
+	tr.record(traceIn, "udp", traceLocal, traceRemote, []byte("no Call-ID\r\n\r\n")).failed(errors.New("x")) // nothing to mark
 }
 
 // TestTraceEvictsOldestCall: past calls, the call first seen longest ago

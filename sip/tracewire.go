@@ -19,6 +19,10 @@ import (
 //   - TCP, connections others opened: screenConn, each message framed in,
 //     and every write out (sipgo's and its own answers).
 //
+// A message sent is recorded just before it is handed to the socket (and
+// marked if that fails): recorded after, the answer to it could be read
+// and recorded first.
+//
 // Connections sipgo dials itself (to a TCP next hop no UA connection
 // leads to) are not seen: sipgo v1.7.2 makes them with a net.Dialer it
 // gives no way to wrap.
@@ -42,25 +46,33 @@ type tracedPacketConn struct {
 }
 
 func (c *tracedPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	remote, _ := addrPortOf(addr)
+	m := c.trace.record(traceOut, "udp", c.local, remote, b)
 	n, err := c.PacketConn.WriteTo(b, addr)
-	if err == nil {
-		remote, _ := addrPortOf(addr)
-		c.trace.record(traceOut, "udp", c.local, remote, b)
+	if err != nil {
+		m.failed(err)
 	}
 	return n, err
 }
 
-// traced records a message of an accepted TCP connection.
-func (c *screenConn) traced(dir traceDir, msg []byte) {
-	c.l.trace.record(dir, "tcp", c.local, c.remote, msg)
+// traced records a message of an accepted TCP connection, received or
+// about to be sent.
+func (c *screenConn) traced(dir traceDir, msg []byte) traceMark {
+	return c.l.trace.record(dir, "tcp", c.local, c.remote, msg)
+}
+
+// write sends b over the connection, recorded.
+func (c *screenConn) write(b []byte) error {
+	m := c.traced(traceOut, b)
+	_, err := c.Conn.Write(b)
+	if err != nil {
+		m.failed(err)
+	}
+	return err
 }
 
 // send writes an answer sipanchor made itself over the connection.
-func (c *screenConn) send(b []byte) {
-	if _, err := c.Conn.Write(b); err == nil {
-		c.traced(traceOut, b)
-	}
-}
+func (c *screenConn) send(b []byte) { _ = c.write(b) }
 
 // traceCallID is msg's Call-ID (RFC 3261 §20.8; compact form "i", §7.3.3)
 // read as sipgo's parser reads it, without parsing anything else: the

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ func (f fakeTraces) Trace(callID string) []sip.TraceEntry { return f[callID] }
 // why there may be none; the token guards it like every route.
 func TestTraceEndpoint(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	traces := fakeTraces{"c1@h": {
+	traces := fakeTraces{"a/b c@h": {{Dir: "in", Seq: 1}}, "c1@h": {
 		{Time: at, Dir: "in", Transport: "udp", Local: "127.0.0.1:5060", Remote: "127.0.0.2:4000", Seq: 1, Size: 9, Message: "INVITE..."},
 		{Time: at.Add(time.Millisecond), Dir: "out", Transport: "tcp", Local: "127.0.0.1:5060", Remote: "127.0.0.3:4001", Seq: 2, Size: 9, Message: "INVITE..."},
 	}}
@@ -59,6 +60,11 @@ func TestTraceEndpoint(t *testing.T) {
 	}
 	if got[0]["dir"] != "in" || got[1]["dir"] != "out" || got[1]["transport"] != "tcp" || got[0]["time"] != "2026-01-02T03:04:05Z" {
 		t.Errorf("entries %v", got)
+	}
+
+	// Call-ID is word (RFC 3261 §25.1): it may hold "/", escaped in the path.
+	if resp, body := get("/api/v1/sessions/"+url.PathEscape("a/b c@h")+"/trace", "s3cret"); resp.StatusCode != 200 {
+		t.Errorf("a Call-ID with / and a space: %d %s", resp.StatusCode, body)
 	}
 
 	resp, body = get("/api/v1/sessions/nobody/trace", "s3cret")

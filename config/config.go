@@ -39,6 +39,7 @@ type Config struct {
 	Media     Media     `toml:"media"`
 	Store     Store     `toml:"store"`
 	API       API       `toml:"api"`
+	Trace     Trace     `toml:"trace"`
 	Log       Log       `toml:"log"`
 
 	// Listeners is SIP.Listen parsed; filled by Validate.
@@ -198,6 +199,17 @@ type API struct {
 	Listen  string `toml:"listen"`
 	Token   string `toml:"token"`
 	Webhook string `toml:"webhook"`
+}
+
+// Trace is the [trace] table: the SIP messages of each call kept in
+// memory, read through the API (GET /api/v1/sessions/{callid}/trace).
+type Trace struct {
+	// Calls is how many calls (Call-IDs) are kept, the oldest dropped
+	// first; 0 = nothing is captured.
+	Calls int `toml:"calls"`
+	// Messages is how many messages of one call are kept: its first ones
+	// (up to 8, half of Messages at most) and its most recent.
+	Messages int `toml:"messages"`
 }
 
 // Log is the [log] table.

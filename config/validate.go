@@ -449,6 +449,13 @@ func (c *Config) validate(lines positions, file string) error {
 		}
 	}
 
+	if n := c.Trace.Calls; n < 0 || n > 1000000 {
+		bad("trace.calls", "must be 0 (no capture) to 1000000, got %d", n)
+	}
+	if n := c.Trace.Messages; n < 1 || n > 10000 {
+		bad("trace.messages", "must be 1 to 10000, got %d", n)
+	}
+
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
 	}

@@ -117,7 +117,7 @@ func (s *Server) startAPI(version string) error {
 	if err != nil {
 		return fmt.Errorf("api listen: %w", err)
 	}
-	deps := control.Deps{Version: version, Token: cfg.API.Token, Proxy: s.proxy, Dialogs: s.dialogs, Relay: s.builtin, Events: s.events, Log: s.log, Bans: s.proxy}
+	deps := control.Deps{Version: version, Token: cfg.API.Token, Proxy: s.proxy, Dialogs: s.dialogs, Relay: s.builtin, Events: s.events, Log: s.log, Bans: s.proxy, Traces: s.proxy}
 	if s.client != nil {
 		deps.Relay = s.client
 		deps.ReloadRelays = func() (int, error) {

@@ -63,6 +63,7 @@ type Proxy struct {
 	limits    *callLimits    // new calls: at once, per second, in progress
 	malformed atomic.Int64   // datagrams dropped or answered 400 before the transaction layer
 	held      *heldAnswers   // transactions kept for answers made here
+	trace     *tracer        // each call's messages; nil = [trace] calls = 0
 	metrics   *Metrics
 	wg        sync.WaitGroup
 }
@@ -74,7 +75,7 @@ const timerC = 3 * time.Minute
 // a proxy ready to Serve.
 func New(ctx context.Context, o Options) (*Proxy, error) {
 	cfg := o.Config
-	p := &Proxy{cfg: cfg, log: o.Log, self: map[string]bool{}, domains: map[string]bool{}, dialogs: o.Dialogs, metrics: newMetrics(), flows: newFlows(), dns: newResolver(cfg.SIP.Resolver), held: newHeldAnswers(maxHeldAnswers)}
+	p := &Proxy{cfg: cfg, log: o.Log, self: map[string]bool{}, domains: map[string]bool{}, dialogs: o.Dialogs, metrics: newMetrics(), flows: newFlows(), dns: newResolver(cfg.SIP.Resolver), held: newHeldAnswers(maxHeldAnswers), trace: newTracer(cfg.Trace)}
 	if p.dialogs != nil {
 		p.dialogs.SetEnder(p.endDialog)
 	}
@@ -139,7 +140,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 	p.listeners = ls
 	p.seedFlows()
 	ifaces := interfaceAddrs()
-	filter := &datagramFilter{parser: sip.NewParser(), sockets: map[string]*stampedConn{}, bad: p.badDatagram, shed: p.newQueueShed(cfg.Limits)}
+	filter := &datagramFilter{parser: sip.NewParser(), sockets: map[string]udpSocket{}, bad: p.badDatagram, shed: p.newQueueShed(cfg.Limits)}
 	p.tcp = newStreamHygiene(cfg.SIP, trusted, p.loc, o.Dialogs, o.Log)
 	for _, l := range ls {
 		p.self[strings.ToLower(net.JoinHostPort(l.host, strconv.Itoa(l.port)))] = true
@@ -149,18 +150,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 				p.self[netip.AddrPortFrom(a, l.local.Port()).String()] = true
 			}
 		}
-		if l.stamped != nil {
-			filter.sockets[l.pc.LocalAddr().String()] = l.stamped
-			if l.rcvbuf < udpBufferSize {
-				p.log.Warn("UDP receive buffer smaller than asked: bursts may be dropped", "listen", l.key(), "bytes", l.rcvbuf/2, "asked", udpBufferSize)
-			}
-		}
-		if l.pc != nil {
-			l.pc = restoringPacketConn{l.pc}
-		}
-		if l.ln != nil {
-			l.ln = &screenListener{Listener: l.ln, parser: filter.parser, bad: p.badDatagram, admit: p.admitStream, refuse: p.bannedConn, hygiene: p.tcp}
-		}
+		p.front(l, filter)
 	}
 
 	// sipgo logs every parse failure with the whole message at error level;
@@ -170,9 +160,12 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		sipgo.WithUserAgent("sipanchor"),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerReadFilter(func(props sip.TransportReadProps, data []byte) ([]byte, error) {
-				// A banned source costs a map lookup, nothing more.
-				if props.Transport == "UDP" && !p.admitDatagram(props.RemoteAddr, data) {
-					return nil, nil
+				if props.Transport == "UDP" {
+					// A banned source costs a map lookup, nothing more.
+					if !p.admitDatagram(props.RemoteAddr, data) {
+						return nil, nil
+					}
+					p.trace.received(props, data)
 				}
 				p.learnRead(props)
 				return filter.filter(props, data)
@@ -195,6 +188,28 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 	p.cli, _ = sipgo.NewClient(ua, sipgo.WithClientLogger(sgLog))
 	p.srv.OnNoRoute(p.handle)
 	return p, nil
+}
+
+// front puts sipanchor's sockets in front of sipgo on listener l: over
+// UDP, the read filter answering from the socket and the trace under
+// every write; over TCP, each accepted connection framed and screened.
+func (p *Proxy) front(l *listener, filter *datagramFilter) {
+	if l.pc != nil {
+		out := l.pc
+		if p.trace != nil {
+			out = &tracedPacketConn{PacketConn: l.pc, trace: p.trace, local: l.local}
+		}
+		if l.stamped != nil {
+			filter.sockets[l.pc.LocalAddr().String()] = udpSocket{stamped: l.stamped, out: out}
+			if l.rcvbuf < udpBufferSize {
+				p.log.Warn("UDP receive buffer smaller than asked: bursts may be dropped", "listen", l.key(), "bytes", l.rcvbuf/2, "asked", udpBufferSize)
+			}
+		}
+		l.pc = restoringPacketConn{out}
+	}
+	if l.ln != nil {
+		l.ln = &screenListener{Listener: l.ln, parser: filter.parser, bad: p.badDatagram, admit: p.admitStream, refuse: p.bannedConn, hygiene: p.tcp, trace: p.trace}
+	}
 }
 
 // Addrs lists the bound listeners as "transport:ip:port".

@@ -246,7 +246,7 @@ func (c restoringPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 // Write is sipgo writing to an accepted TCP connection: responses pass
 // restoreVia.
 func (c *screenConn) Write(b []byte) (int, error) {
-	if _, err := c.Conn.Write(restoreVia(b)); err != nil {
+	if err := c.write(restoreVia(b)); err != nil {
 		return 0, err
 	}
 	return len(b), nil

@@ -32,6 +32,7 @@ type screenListener struct {
 	refuse func(src net.Addr) bool
 	// hygiene bounds each connection's life; nil = no bounds.
 	hygiene *streamHygiene
+	trace   *tracer // nil = no capture
 }
 
 func (l *screenListener) Accept() (net.Conn, error) {
@@ -45,6 +46,10 @@ func (l *screenListener) Accept() (net.Conn, error) {
 			continue
 		}
 		sc := &screenConn{Conn: c, l: l}
+		if l.trace != nil {
+			sc.local, _ = addrPortOf(c.LocalAddr())
+			sc.remote, _ = addrPortOf(c.RemoteAddr())
+		}
 		if l.hygiene != nil && !l.hygiene.open(sc, time.Now()) {
 			c.Close()
 			continue
@@ -69,8 +74,8 @@ type screenConn struct {
 	// the message at the start of in came (zero: none has), and when the
 	// last whole message did (or the connection was accepted).
 	readAt, begun, active time.Time
-	remote                netip.AddrPort
-	release               func() // ends the per-source count
+	local, remote         netip.AddrPort // remote: with hygiene or trace
+	release               func()         // ends the per-source count
 	closed                sync.Once
 }
 
@@ -160,10 +165,11 @@ func (c *screenConn) frame() bool {
 		c.err = io.EOF // sipgo closes the connection
 		return true
 	}
+	c.traced(traceIn, msg)
 	if out, r := screen(c.l.parser, msg, true); r != nil {
 		c.l.bad(r.reason, c.RemoteAddr())
 		if r.reply != nil {
-			_, _ = c.Conn.Write(r.reply)
+			c.send(r.reply)
 		}
 	} else {
 		c.out = append(c.out[:0], out...)
@@ -230,7 +236,8 @@ func (c *screenConn) consume(n int) {
 func (c *screenConn) close(reason string, reply []byte) {
 	c.l.bad(reason, c.RemoteAddr())
 	if reply != nil {
-		_, _ = c.Conn.Write(reply)
+		c.traced(traceIn, c.in) // what came of the message it answers
+		c.send(reply)
 	}
 	c.in, c.size, c.scanned = nil, 0, 0
 	c.err = io.EOF

@@ -358,19 +358,27 @@ func withToTag(v string) string {
 // error.
 type datagramFilter struct {
 	parser  *sip.Parser
-	sockets map[string]*stampedConn // by local address
+	sockets map[string]udpSocket // by local address
 	bad     func(reason string, src net.Addr)
 	shed    *queueShed // new calls while behind; nil: none
+}
+
+// udpSocket is a UDP listener as the filter answers from it: how long the
+// datagram waited, and where answers are written (through the trace when
+// it is on).
+type udpSocket struct {
+	stamped *stampedConn
+	out     net.PacketConn
 }
 
 func (f *datagramFilter) filter(props sip.TransportReadProps, data []byte) ([]byte, error) {
 	if props.Transport != "UDP" {
 		return data, nil
 	}
-	pc := f.sockets[props.LocalAddr.String()]
-	if pc != nil {
-		if reply := f.shed.reply(pc.Waited(), data); reply != nil {
-			_, _ = pc.WriteTo(reply, props.RemoteAddr)
+	sock, ok := f.sockets[props.LocalAddr.String()]
+	if ok {
+		if reply := f.shed.reply(sock.stamped.Waited(), data); reply != nil {
+			_, _ = sock.out.WriteTo(reply, props.RemoteAddr)
 			return nil, nil
 		}
 	}
@@ -382,8 +390,8 @@ func (f *datagramFilter) filter(props sip.TransportReadProps, data []byte) ([]by
 		return out, nil
 	}
 	f.bad(r.reason, props.RemoteAddr)
-	if r.reply != nil && pc != nil {
-		_, _ = pc.WriteTo(r.reply, props.RemoteAddr)
+	if r.reply != nil && ok {
+		_, _ = sock.out.WriteTo(r.reply, props.RemoteAddr)
 	}
 	return nil, nil
 }

@@ -16,10 +16,14 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// apiCall sends one API request and decodes its JSON reply into out.
+// apiCall sends one API request (with the proxy's token, if it has one)
+// and decodes its JSON reply into out.
 func (p *proxy) apiCall(method, path, body string, out any) int {
 	p.t.Helper()
 	req, _ := http.NewRequest(method, p.api+path, strings.NewReader(body))
+	if p.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		p.t.Fatal(err)

@@ -30,7 +30,8 @@ type Deps struct {
 	Relay   RelayEngine // the engine in use
 	Events  *Events
 	Log     *slog.Logger
-	Bans    BanList // flood bans; nil = none kept
+	Bans    BanList    // flood bans; nil = none kept
+	Traces  CallTraces // each call's SIP messages; nil = none kept
 	// ReloadRelays re-reads the relay node table; nil when the engine has
 	// none.
 	ReloadRelays func() (int, error)
@@ -63,6 +64,7 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("GET /api/v1/health", a.health)
 	mux.HandleFunc("GET /api/v1/sessions", a.sessions)
 	mux.HandleFunc("GET /api/v1/sessions/{callid}", a.session)
+	mux.HandleFunc("GET /api/v1/sessions/{callid}/trace", a.trace)
 	mux.HandleFunc("POST /api/v1/sessions/{callid}/update", a.update)
 	mux.HandleFunc("POST /api/v1/sessions/update", a.updateAll)
 	mux.HandleFunc("DELETE /api/v1/dialogs/{callid}", a.teardown)

@@ -210,6 +210,9 @@ type Trace struct {
 	// Messages is how many messages of one call are kept: its first ones
 	// (up to 8, half of Messages at most) and its most recent.
 	Messages int `toml:"messages"`
+	// Memory bounds the bytes of all kept messages: past it the oldest
+	// calls are dropped, whatever Calls says.
+	Memory Size `toml:"memory"`
 }
 
 // Log is the [log] table.

@@ -455,6 +455,10 @@ func (c *Config) validate(lines positions, file string) error {
 	if n := c.Trace.Messages; n < 1 || n > 10000 {
 		bad("trace.messages", "must be 1 to 10000, got %d", n)
 	}
+	if m := c.Trace.Memory; m < 64<<10 {
+		b, _ := m.MarshalText()
+		bad("trace.memory", "must be at least 64KiB, got %s", b)
+	}
 
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)

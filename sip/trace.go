@@ -2,8 +2,10 @@ package sip
 
 import (
 	"hash/maphash"
+	"math"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sipanchor/config"
@@ -77,9 +79,11 @@ type tracer struct {
 	seed               maphash.Seed
 	shards             [traceShards]traceShard
 
+	budget int64        // bytes of kept messages, all calls together
+	bytes  atomic.Int64 // held now
+
 	mu    sync.Mutex   // orders calls by when they were first seen
-	order []*callTrace // a ring once full: order[head] is the oldest
-	head  int
+	order []*callTrace // oldest first
 }
 
 type traceShard struct {
@@ -94,10 +98,12 @@ type callTrace struct {
 	id    string
 	shard *traceShard
 
-	mu    sync.Mutex
-	seen  int
-	first []traceRecord
-	last  []traceRecord // a ring once full
+	mu      sync.Mutex
+	seen    int
+	first   []traceRecord
+	last    []traceRecord // a ring once full
+	bytes   int64         // held by its records' copies
+	dropped bool          // no longer kept: adds are not counted
 }
 
 type traceRecord struct {
@@ -115,7 +121,10 @@ func newTracer(cfg config.Trace) *tracer {
 	if cfg.Calls <= 0 || cfg.Messages <= 0 {
 		return nil
 	}
-	t := &tracer{perCall: cfg.Messages, keepFirst: min(traceKeepFirst, cfg.Messages/2), maxCalls: cfg.Calls, seed: maphash.MakeSeed()}
+	t := &tracer{perCall: cfg.Messages, keepFirst: min(traceKeepFirst, cfg.Messages/2), maxCalls: cfg.Calls, seed: maphash.MakeSeed(), budget: int64(cfg.Memory)}
+	if t.budget <= 0 { // not set (config requires it): no byte bound
+		t.budget = math.MaxInt64
+	}
 	for i := range t.shards {
 		t.shards[i].calls = map[string]*callTrace{}
 	}
@@ -134,7 +143,38 @@ func (t *tracer) record(dir traceDir, transport string, local, remote netip.Addr
 		return traceMark{}
 	}
 	c := t.call(id)
-	return traceMark{t: t, c: c, seq: c.add(t, traceRecord{dir: dir, transport: transport, local: local, remote: remote}, msg)}
+	seq := c.add(t, traceRecord{dir: dir, transport: transport, local: local, remote: remote}, msg)
+	if t.bytes.Load() > t.budget {
+		t.shrink()
+	}
+	return traceMark{t: t, c: c, seq: seq}
+}
+
+// shrink drops the oldest calls until the kept messages fit the budget
+// (the newest call stays, whatever its size).
+func (t *tracer) shrink() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for t.bytes.Load() > t.budget && len(t.order) > 1 {
+		t.dropOldest()
+	}
+}
+
+// dropOldest forgets the call first seen longest ago. Call with t.mu held.
+func (t *tracer) dropOldest() {
+	old := t.order[0]
+	t.order[0] = nil
+	t.order = t.order[1:]
+	old.shard.mu.Lock()
+	if old.shard.calls[old.id] == old {
+		delete(old.shard.calls, old.id)
+	}
+	old.shard.mu.Unlock()
+	old.mu.Lock()
+	old.dropped = true
+	t.bytes.Add(-old.bytes)
+	old.bytes = 0
+	old.mu.Unlock()
 }
 
 // traceMark is a message recorded, to say later that its send failed.
@@ -181,18 +221,10 @@ func (t *tracer) create(id string, sh *traceShard) *callTrace {
 	c = &callTrace{id: id, shard: sh}
 	sh.calls[id] = c
 	sh.mu.Unlock()
-	if len(t.order) < t.maxCalls {
-		t.order = append(t.order, c)
-		return c
+	t.order = append(t.order, c)
+	for len(t.order) > t.maxCalls {
+		t.dropOldest()
 	}
-	old := t.order[t.head]
-	t.order[t.head] = c
-	t.head = (t.head + 1) % t.maxCalls
-	old.shard.mu.Lock()
-	if old.shard.calls[old.id] == old {
-		delete(old.shard.calls, old.id)
-	}
-	old.shard.mu.Unlock()
 	return c
 }
 
@@ -216,8 +248,14 @@ func (c *callTrace) add(t *tracer, r traceRecord, msg []byte) int {
 	default:
 		slot = &c.last[(c.seen-1-t.keepFirst)%ring]
 	}
+	held := cap(slot.msg)
 	r.msg = append(slot.msg[:0], msg...)
 	*slot = r
+	if !c.dropped {
+		grown := int64(cap(r.msg) - held)
+		c.bytes += grown
+		t.bytes.Add(grown)
+	}
 	return r.seq
 }
 

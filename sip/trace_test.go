@@ -353,3 +353,27 @@ func BenchmarkTraceReadPath(b *testing.B) {
 		})
 	}
 }
+
+// Big messages under many Call-IDs cannot grow the trace past [trace]
+// memory: the oldest calls go first, the newest stay readable.
+func TestTraceMemoryBound(t *testing.T) {
+	const budget = 256 << 10
+	tr := newTracer(config.Trace{Calls: 1000, Messages: 64, Memory: budget})
+	body := strings.Repeat("x", 4000)
+	for i := range 500 {
+		msg := fmt.Sprintf("OPTIONS sip:a@h SIP/2.0\r\nCall-ID: big-%d\r\nContent-Length: %d\r\n\r\n%s", i, len(body), body)
+		tr.record(traceIn, "udp", netip.AddrPort{}, netip.AddrPort{}, []byte(msg))
+		if held := tr.bytes.Load(); held > budget+8<<10 {
+			t.Fatalf("after %d calls the trace holds %d bytes, budget %d", i+1, held, budget)
+		}
+	}
+	if got := tr.entries("big-499"); len(got) != 1 {
+		t.Fatalf("newest call: %d entries, want 1", len(got))
+	}
+	if got := tr.entries("big-0"); got != nil {
+		t.Fatalf("oldest call still kept past the budget")
+	}
+	if n := len(tr.order); n < 40 || n > 70 {
+		t.Fatalf("%d calls kept, want about budget/4 KiB = 64", n)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sipanchor/cmd/sipanchor/control"
 	"sipanchor/dialog"
 	"sipanchor/relay"
+	"sipanchor/sip"
 )
 
 // Match picks a call. Every field set must match: From and To against the
@@ -136,4 +137,22 @@ func (c *Call) diagnosisText() string {
 func (c *Call) fatalf(format string, args ...any) {
 	c.s.t.Helper()
 	c.s.t.Fatalf("harness: call %s: %s\nsipanchor's media diagnosis:\n%s", c.info.CallID, fmt.Sprintf(format, args...), c.diagnosisText())
+}
+
+// Trace is the SIP messages of call-id callID as sipanchor received and
+// sent them, oldest first (bounded by [trace]: the first and the latest).
+func (s *SBC) Trace(callID string) []sip.TraceEntry { return s.srv.Proxy().Trace(callID) }
+
+// Trace is the call's SIP messages as sipanchor received and sent them.
+func (c *Call) Trace() []sip.TraceEntry { return c.s.Trace(c.info.CallID) }
+
+// Ladder is a trace as one line per message: time, direction, the far
+// end and the first line, e.g. "12:00:01.002 in  udp 127.0.0.2:5070 INVITE sip:bob@example.test SIP/2.0".
+func Ladder(trace []sip.TraceEntry) string {
+	var b strings.Builder
+	for _, e := range trace {
+		first, _, _ := strings.Cut(e.Message, "\r\n")
+		fmt.Fprintf(&b, "%s %-3s %s %s %s\n", e.Time.Format("15:04:05.000"), e.Dir, e.Transport, e.Remote, first)
+	}
+	return b.String()
 }

@@ -136,7 +136,8 @@ func (c *Call) diagnosisText() string {
 // fatalf fails the test with the call's media diagnosis appended.
 func (c *Call) fatalf(format string, args ...any) {
 	c.s.t.Helper()
-	c.s.t.Fatalf("harness: call %s: %s\nsipanchor's media diagnosis:\n%s", c.info.CallID, fmt.Sprintf(format, args...), c.diagnosisText())
+	c.s.t.Fatalf("harness: call %s: %s\nsipanchor's media diagnosis:\n%s\nits SIP messages:\n%s",
+		c.info.CallID, fmt.Sprintf(format, args...), c.diagnosisText(), Ladder(c.Trace()))
 }
 
 // Trace is the SIP messages of call-id callID as sipanchor received and

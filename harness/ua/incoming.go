@@ -110,9 +110,14 @@ func (c *Call) answer(p AnswerPolicy) {
 		}
 		offer = &r
 	}
-	c.deliver()
-	if p.RingFor > 0 && !c.ring(p.RingFor) {
-		return
+	if p.RingFor > 0 {
+		ok := c.ring()
+		c.deliver()
+		if !ok || !c.ringFor(p.RingFor) {
+			return
+		}
+	} else {
+		defer c.deliver()
 	}
 	if p.Code >= 300 {
 		c.reject(p.Code, p.Reason)
@@ -130,16 +135,22 @@ func (c *Call) deliver() {
 	}
 }
 
-// ring sends 180 and waits d; false if the call was cancelled meanwhile.
-func (c *Call) ring(d time.Duration) bool {
+// ring sends 180; false if the call was cancelled already.
+func (c *Call) ring() bool {
 	c.mu.Lock()
 	if c.inviteFinal {
 		c.mu.Unlock()
 		return false
 	}
 	c.state = StateRinging
+	closeCh(c.provisional)
 	c.mu.Unlock()
 	c.u.respond(c.invite, c.response(c.invite, sip.StatusRinging, "", nil))
+	return true
+}
+
+// ringFor waits d; false if the call was cancelled meanwhile.
+func (c *Call) ringFor(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -152,7 +163,8 @@ func (c *Call) ring(d time.Duration) bool {
 	return false
 }
 
-// final marks the INVITE as answered; false if it already was (CANCEL).
+// finalOnce marks the INVITE as answered; false if it already was
+// (CANCEL).
 func (c *Call) finalOnce() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -169,6 +181,7 @@ func (c *Call) reject(code int, reason string) {
 		return
 	}
 	c.u.respondUntilACK(c.invite, c.response(c.invite, code, reason, nil), nil)
+	c.settle(&StatusError{Code: code, Reason: reason})
 	c.log.Info("incoming call rejected", "code", code)
 	c.end("local")
 }
@@ -202,6 +215,7 @@ func (c *Call) accept(p AnswerPolicy, offer *remoteMedia) {
 	c.state = StateConfirmed
 	c.mu.Unlock()
 	c.u.respondUntilACK(c.invite, c.response(c.invite, p.Code, p.Reason, body), c.noACK)
+	c.settle(nil)
 	c.log.Info("incoming call answered", "code", p.Code, "rtp", ep.public)
 }
 
@@ -247,6 +261,7 @@ func (u *UA) onCancel(req *sip.Request) {
 	closeCh(c.cancelled)
 	c.mu.Unlock()
 	u.respondUntilACK(c.invite, c.response(c.invite, sip.StatusRequestTerminated, "", nil), nil)
+	c.settle(&StatusError{Code: sip.StatusRequestTerminated, Reason: reasonFor(487)})
 	c.log.Info("incoming call cancelled")
 	c.end("remote")
 }

@@ -48,9 +48,10 @@ func (u *UA) Invite(ctx context.Context, target string) (*Call, error) {
 	return c, c.final
 }
 
-// WaitAnswer waits for the final response to an outgoing call's INVITE:
-// nil once answered, a *StatusError for 300 and more, ErrTimeout when
-// nothing came within 32 s.
+// WaitAnswer waits for the final response to the call's initial INVITE,
+// sent or received: nil once answered, a *StatusError for 300 and more
+// (487 after a CANCEL), ErrTimeout when an outgoing INVITE got nothing
+// within 32 s.
 func (c *Call) WaitAnswer(ctx context.Context) error {
 	select {
 	case <-c.answered:

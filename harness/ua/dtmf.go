@@ -97,9 +97,7 @@ func (m *media) sendDTMF(ctx context.Context, digits string) error {
 }
 
 func (m *media) sendEvent(ctx context.Context, tick *time.Ticker, pt, code uint8) error {
-	m.out.Lock()
-	start := m.ts
-	m.out.Unlock()
+	start := m.clock()
 	durations := []uint16{1, 2, 3, 4, 4, 4} // in frames
 	for i, d := range durations {
 		ev := telephoneEvent{Event: code, Volume: 10, Duration: d * dtmfSamples, End: i >= 3}

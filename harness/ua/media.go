@@ -104,9 +104,10 @@ type media struct {
 	ourDir  atomic.Pointer[string]
 	eventPT atomic.Int32 // payload type of telephone-event packets to us
 
-	out      sync.Mutex // the outgoing stream's sequence and clock
+	t0       time.Time // the RTP clock (8 kHz) reads tsBase at t0
+	tsBase   uint32
+	out      sync.Mutex // the outgoing stream's sequence
 	seq      uint16
-	ts       uint32
 	sent     int
 	stopSend chan struct{}
 
@@ -120,7 +121,7 @@ type media struct {
 }
 
 func newMedia(u *UA, log *slog.Logger, ep *endpoint) *media {
-	m := &media{u: u, log: log, ssrc: rand.Uint32(), seq: uint16(rand.Uint32()), ts: rand.Uint32(),
+	m := &media{u: u, log: log, ssrc: rand.Uint32(), seq: uint16(rand.Uint32()), t0: time.Now(), tsBase: rand.Uint32(),
 		done:  make(chan struct{}),
 		stats: MediaStats{PayloadTypes: map[uint8]int{}, Sources: map[netip.AddrPort]int{}}}
 	m.eventPT.Store(ptEvent)
@@ -241,7 +242,7 @@ func (m *media) start(interval time.Duration) {
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for first := true; ; first = false {
-			m.sendFrame(payload, samples, first)
+			m.sendFrame(payload, first)
 			select {
 			case <-stop:
 				return
@@ -253,12 +254,16 @@ func (m *media) start(interval time.Duration) {
 	})
 }
 
-// sendFrame sends one audio packet (if the stream sends now) and advances
-// the clock by samples either way.
-func (m *media) sendFrame(payload []byte, samples uint32, marker bool) {
+// clock is the RTP timestamp of now: 8000 a second, from wall time, so
+// audio and events share it whether audio runs or not.
+func (m *media) clock() uint32 {
+	return m.tsBase + uint32(time.Since(m.t0)*8000/time.Second)
+}
+
+// sendFrame sends one audio packet, if the stream sends now.
+func (m *media) sendFrame(payload []byte, marker bool) {
 	m.out.Lock()
-	h := rtp.Header{Version: 2, Marker: marker, PayloadType: ptPCMU, SequenceNumber: m.seq, Timestamp: m.ts, SSRC: m.ssrc}
-	m.ts += samples
+	h := rtp.Header{Version: 2, Marker: marker, PayloadType: ptPCMU, SequenceNumber: m.seq, Timestamp: m.clock(), SSRC: m.ssrc}
 	to, ok := m.canSend()
 	if ok {
 		m.seq++

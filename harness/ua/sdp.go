@@ -92,9 +92,13 @@ func offers(m *sdp.MediaDescription, pt int, encoding string) bool {
 	return rtpmapPT(m, encoding) >= 0
 }
 
-// eventPT is the payload type m maps to telephone-event/8000, or -1.
+// eventPT is the payload type m maps to telephone-event/8000, or -1 (also
+// when it is PCMU's 0).
 func eventPT(m *sdp.MediaDescription) int {
-	return rtpmapPT(m, "telephone-event/8000")
+	if pt := rtpmapPT(m, "telephone-event/8000"); pt != ptPCMU {
+		return pt
+	}
+	return -1
 }
 
 func rtpmapPT(m *sdp.MediaDescription, encoding string) int {

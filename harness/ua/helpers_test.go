@@ -37,6 +37,12 @@ func eventually(t testing.TB, timeout time.Duration, cond func() bool, format st
 	}
 }
 
+// lazy formats as what f returns when the message is written, for
+// eventually's arguments (evaluated when it fails, not when called).
+type lazy func() any
+
+func (l lazy) String() string { return fmt.Sprint(l()) }
+
 func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)

@@ -34,7 +34,7 @@ func TestIncomingFromSIPp(t *testing.T) {
 	if err := c.StartMedia(20 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() bool { return c.Received().Echoes >= 10 }, "RTP echoed: %+v", c.Received())
+	eventually(t, 5*time.Second, func() bool { return c.Received().Echoes >= 10 }, "RTP echoed: %v", lazy(func() any { return c.Received() }))
 	select {
 	case <-c.Done():
 	case <-ctx.Done():
@@ -84,13 +84,9 @@ func TestIncomingCancelled(t *testing.T) {
 // TestCancelOutgoing: the UA calls a SIPp UAS that rings, then CANCELs:
 // SIPp answers 200 and 487, which the UA ACKs (SIPp waits for it).
 func TestCancelOutgoing(t *testing.T) {
-	ip := "127.0.62.7"
-	port := freePort(t, ip)
-	s := startSIPp(t, ip, port, false, "-sf", scenario("ua_uas_cancel.xml"), "-m", "1")
-	server := netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(port))
-	u := newUA(t, Config{Local: netip.MustParseAddr("127.0.62.8"), Server: server})
+	s, u, target := sippCallee(t, "127.0.62.7", "127.0.62.8", Config{}, "-sf", scenario("ua_uas_cancel.xml"))
 	ctx := ctxFor(t, 20*time.Second)
-	c, err := u.Invite(ctx, "sip:ring@"+server.String())
+	c, err := u.Invite(ctx, target)
 	if err != nil {
 		t.Fatalf("invite: %v", err)
 	}
@@ -116,11 +112,8 @@ func TestRegisterDigest(t *testing.T) {
 		code     int // 0: registered
 	}{{"secret", 0}, {"wrong", 403}} {
 		t.Run(tc.password, func(t *testing.T) {
-			ip := "127.0.62.9"
-			port := freePort(t, ip)
-			s := startSIPp(t, ip, port, false, "-sf", scenario("ua_registrar_auth.xml"), "-m", "1")
-			u := newUA(t, Config{Local: netip.MustParseAddr("127.0.62.10"), Password: tc.password,
-				Server: netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(port))})
+			s, u, _ := sippCallee(t, "127.0.62.9", "127.0.62.10", Config{Password: tc.password},
+				"-sf", scenario("ua_registrar_auth.xml"))
 			reg, err := u.Register(ctxFor(t, 10*time.Second), time.Hour)
 			if tc.code != 0 {
 				var se *StatusError

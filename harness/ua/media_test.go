@@ -14,12 +14,9 @@ import (
 func callToRaw(t *testing.T, sippIP, uaIP string, f Faults) (*sippRun, *Call, *rawPeer) {
 	t.Helper()
 	media := newRawPeer(t, "127.0.64.9")
-	port := freePort(t, sippIP)
-	s := startSIPp(t, sippIP, port, false, "-sf", scenario("ua_uas_media.xml"), "-m", "1",
+	s, u, target := sippCallee(t, sippIP, uaIP, Config{Faults: f}, "-sf", scenario("ua_uas_media.xml"),
 		"-key", "rtpip", media.addr().Addr().String(), "-key", "rtpport", strconv.Itoa(int(media.addr().Port())))
-	server := netip.AddrPortFrom(netip.MustParseAddr(sippIP), uint16(port))
-	u := newUA(t, Config{Local: netip.MustParseAddr(uaIP), Server: server, Faults: f})
-	c, err := u.Call(ctxFor(t, 10*time.Second), "sip:media@"+server.String())
+	c, err := u.Call(ctxFor(t, 10*time.Second), target)
 	if err != nil {
 		t.Fatalf("call: %v\n%s", err, s.messages(t))
 	}
@@ -99,7 +96,7 @@ func TestSendDTMF(t *testing.T) {
 			}
 		}
 	}
-	eventually(t, 2*time.Second, func() bool { return c.Received().Digits == "1#" }, "digits received back: %q", c.Received().Digits)
+	eventually(t, 2*time.Second, func() bool { return c.Received().Digits == "1#" }, "digits received back: %v", lazy(func() any { return c.Received().Digits }))
 	if err := c.Hangup(ctx); err != nil {
 		t.Fatal(err)
 	}

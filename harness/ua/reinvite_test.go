@@ -13,14 +13,10 @@ import (
 // a new RTP port; SIPp's echo reaches the new socket (the old one is
 // closed), and SIPp saw the new port in the offer.
 func TestHoldResumeReinvite(t *testing.T) {
-	ip := "127.0.65.1"
-	port := freePort(t, ip)
-	s := startSIPp(t, ip, port, false, "-sf", scenario("ua_uas_reinvite.xml"), "-m", "1",
-		"-rtp_echo", "-mi", ip, "-mp", strconv.Itoa(freePort(t, ip)))
-	server := netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(port))
-	u := newUA(t, Config{Local: netip.MustParseAddr("127.0.65.2"), Server: server})
+	s, u, target := sippCallee(t, "127.0.65.1", "127.0.65.2", Config{},
+		append([]string{"-sf", scenario("ua_uas_reinvite.xml")}, echoArgs(t, "127.0.65.1")...)...)
 	ctx := ctxFor(t, 20*time.Second)
-	c, err := u.Call(ctx, "sip:reinvite@"+server.String())
+	c, err := u.Call(ctx, target)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +71,7 @@ func TestIncomingReinvite(t *testing.T) {
 	eventually(t, 5*time.Second, func() bool { return c.Received().Sources[first] > 0 }, "echo from %v", first)
 	moved := netip.AddrPortFrom(first.Addr(), first.Port()+2)
 	eventually(t, 5*time.Second, func() bool { return c.Received().Sources[moved] > 0 },
-		"echo from the re-INVITE's port %v: %+v", moved, c.Received())
+		"echo from the re-INVITE's port %v: %v", moved, lazy(func() any { return c.Received() }))
 	select {
 	case <-c.Done():
 	case <-ctx.Done():

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -202,7 +203,7 @@ func (u *UA) absorb(req *sip.Request, src netip.AddrPort) bool {
 	if req.Method == sip.ACK {
 		return false
 	}
-	k := txKey(branchOf(req), req.Method)
+	k := serverKey(req)
 	u.mu.Lock()
 	last, seen := u.served.get(k)
 	if !seen {
@@ -215,12 +216,23 @@ func (u *UA) absorb(req *sip.Request, src netip.AddrPort) bool {
 	return seen
 }
 
+// serverKey names a request's server transaction: its branch and method
+// (RFC 3261 section 17.2.3), or for an RFC 2543 branch (no magic cookie)
+// its Call-ID, From tag, CSeq and method.
+func serverKey(req *sip.Request) string {
+	b := branchOf(req)
+	if strings.HasPrefix(b, sip.RFC3261BranchMagicCookie) {
+		return txKey(b, req.Method)
+	}
+	return txKey(req.CallID().Value()+" "+tagOf(req.From().Params)+" "+req.CSeq().Value(), req.Method)
+}
+
 // respond sends res to where req came from and keeps it for
 // retransmissions of req.
 func (u *UA) respond(req *sip.Request, res *sip.Response) []byte {
 	b := []byte(res.String())
 	u.mu.Lock()
-	u.served.put(txKey(branchOf(req), req.Method), b)
+	u.served.put(serverKey(req), b)
 	u.mu.Unlock()
 	src, _ := netip.ParseAddrPort(req.Source())
 	_ = u.conn.send(b, src)

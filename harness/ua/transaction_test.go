@@ -91,7 +91,7 @@ func TestCloseReleasesGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, func() bool { return runtime.NumGoroutine() <= before },
-		"%d goroutines after Close, %d before", runtime.NumGoroutine(), before)
+		"%v goroutines after Close, %d before", lazy(func() any { return runtime.NumGoroutine() }), before)
 	select {
 	case <-c.Done():
 	default:

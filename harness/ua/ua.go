@@ -74,10 +74,11 @@ func (u *UA) answerPolicy() AnswerPolicy {
 	return u.answer
 }
 
-// Incoming returns the next incoming call (an initial INVITE), answered or
-// being answered according to the AnswerPolicy. A rejected call comes out
-// too, in state Rejected. Up to 64 calls wait here; more are answered but
-// not delivered.
+// Incoming returns the next incoming call (an initial INVITE), once the UA
+// has sent its first response to it per the AnswerPolicy: 180 when it
+// rings (state Ringing; WaitAnswer then waits for the 200 or a CANCEL),
+// else the final response (state Confirmed, media ready; or Rejected).
+// Up to 64 calls wait here; more are answered but not delivered.
 func (u *UA) Incoming(ctx context.Context) (*Call, error) {
 	select {
 	case c := <-u.incoming:

@@ -216,6 +216,9 @@ func (c *Call) end(by string) {
 	default:
 	}
 	c.endedBy = by
+	if !c.inviteFinal && c.final == nil { // e.g. Close while it rang
+		c.inviteFinal, c.final = true, ErrCallEnded
+	}
 	if c.state == StateConfirmed {
 		c.state = StateEnded
 	} else {

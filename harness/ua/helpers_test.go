@@ -120,10 +120,14 @@ func scenario(name string) string {
 }
 
 // startSIPp runs Debian's SIPp (package sip-tester) bound to ip:port,
-// and returns once its SIP socket is bound. The test fails, never skips,
-// without SIPp: CI installs it.
+// and returns once its SIP socket is bound. Without SIPp the test fails,
+// never skips (CI installs it); under -short (make unit) it skips, as the
+// project's other tests with real peers do.
 func startSIPp(t *testing.T, ip string, port int, tcp bool, args ...string) *sippRun {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("SIPp test: skipped under -short")
+	}
 	bin, err := exec.LookPath("sipp")
 	if err != nil {
 		t.Fatal("sipp not found: install Debian's sip-tester (bash .ci/run does)")

@@ -181,9 +181,8 @@ func (c *Call) reject(code int, reason string) {
 		return
 	}
 	c.u.respondUntilACK(c.invite, c.response(c.invite, code, reason, nil), nil)
-	c.settle(&StatusError{Code: code, Reason: reason})
 	c.log.Info("incoming call rejected", "code", code)
-	c.end("local")
+	c.fail(&StatusError{Code: code, Reason: reason}, "local")
 }
 
 // accept answers 200 with an SDP answer (or an offer, when the INVITE had
@@ -261,9 +260,8 @@ func (u *UA) onCancel(req *sip.Request) {
 	closeCh(c.cancelled)
 	c.mu.Unlock()
 	u.respondUntilACK(c.invite, c.response(c.invite, sip.StatusRequestTerminated, "", nil), nil)
-	c.settle(&StatusError{Code: sip.StatusRequestTerminated, Reason: reasonFor(487)})
 	c.log.Info("incoming call cancelled")
-	c.end("remote")
+	c.fail(&StatusError{Code: sip.StatusRequestTerminated, Reason: reasonFor(487)}, "remote")
 }
 
 // onRequest handles a request inside the call's dialog.

@@ -110,8 +110,7 @@ func (c *Call) runInvite(tx *clientTx) {
 		res, err := c.u.next(context.Background(), tx)
 		switch {
 		case err != nil:
-			c.settle(err)
-			c.end("local")
+			c.fail(err, "local")
 			return
 		case res.StatusCode < 200:
 			c.onProvisional(res)
@@ -137,6 +136,15 @@ func (c *Call) settle(err error) {
 	c.inviteFinal, c.final = true, err
 	closeCh(c.provisional)
 	closeCh(c.answered)
+}
+
+// fail records an unanswered INVITE's outcome and ends the call, before
+// its waiters wake (they see it ended).
+func (c *Call) fail(err error, by string) {
+	c.mu.Lock()
+	c.inviteFinal, c.final = true, err
+	c.mu.Unlock()
+	c.end(by)
 }
 
 func (c *Call) onProvisional(res *sip.Response) {
@@ -206,8 +214,7 @@ func (c *Call) onReject(res *sip.Response) {
 	c.mu.Unlock()
 	c.u.sendACK(sameTx(inv, sip.ACK, res.To()))
 	c.log.Info("call rejected", "code", res.StatusCode)
-	c.settle(&StatusError{Code: res.StatusCode, Reason: res.Reason})
-	c.end(by)
+	c.fail(&StatusError{Code: res.StatusCode, Reason: res.Reason}, by)
 }
 
 // authRetry answers a first 401/407 to the INVITE, when the UA has a

@@ -22,7 +22,7 @@ func TestInviteRetransmitted(t *testing.T) {
 	first, _ := srv.request(sip.INVITE, 2*time.Second)
 	start := time.Now()
 	again, _ := srv.request(sip.INVITE, 2*time.Second)
-	if gap := time.Since(start); gap < 400*time.Millisecond || branchOf(again) != branchOf(first) {
+	if gap := time.Since(start); gap < 250*time.Millisecond || branchOf(again) != branchOf(first) {
 		t.Fatalf("retransmission after %v with branch %q, want ~500ms and %q", gap, branchOf(again), branchOf(first))
 	}
 	ok := srv.reply(again, 200, answerSDP(t, netip.MustParseAddrPort("127.0.67.1:4000")))
@@ -44,14 +44,14 @@ func TestRetransmissionAbsorbed(t *testing.T) {
 	inv := caller.invite(t, u.Addr(), answerSDP(t, netip.MustParseAddrPort("127.0.67.3:4000")))
 	caller.send(inv, u.Addr())
 	res1 := caller.response(t, 200)
+	start := time.Now()
 	caller.send(inv, u.Addr())
 	res2 := caller.response(t, 200)
 	if tagOf(res1.To().Params) != tagOf(res2.To().Params) {
 		t.Errorf("To tags %q and %q: the retransmission was taken as a new call", res1.To().Value(), res2.To().Value())
 	}
-	start := time.Now()
 	caller.response(t, 200) // Timer G
-	if gap := time.Since(start); gap < 300*time.Millisecond {
+	if gap := time.Since(start); gap < 250*time.Millisecond {
 		t.Errorf("200 retransmitted after %v, want ~T1", gap)
 	}
 	caller.send(caller.ack(inv, res1), u.Addr())
@@ -68,7 +68,8 @@ func TestRetransmissionAbsorbed(t *testing.T) {
 }
 
 // TestCloseReleasesGoroutines: after calls with media, keepalives and a
-// retransmitting transaction, Close leaves no goroutine behind.
+// retransmitting transaction, Close leaves no goroutine behind, and the
+// unanswered call returns an error.
 func TestCloseReleasesGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
 	srv := newRawPeer(t, "127.0.67.5")
@@ -77,7 +78,9 @@ func TestCloseReleasesGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.KeepAlive(10 * time.Millisecond)
-	go u.Call(ctxFor(t, time.Minute), "bob") // never answered: retransmits
+	called := make(chan error, 1)
+	go func() { _, err := u.Call(ctxFor(t, time.Minute), "bob"); called <- err }() // never answered: retransmits
+	srv.request(sip.INVITE, 2*time.Second)
 	inv := srv.invite(t, u.Addr(), answerSDP(t, srv.addr()))
 	srv.send(inv, u.Addr())
 	c, err := u.Incoming(ctxFor(t, 2*time.Second))
@@ -89,6 +92,9 @@ func TestCloseReleasesGoroutines(t *testing.T) {
 	}
 	if err := u.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if err := <-called; err == nil {
+		t.Error("Close: the unanswered Call returned no error")
 	}
 	eventually(t, 5*time.Second, func() bool { return runtime.NumGoroutine() <= before },
 		"%v goroutines after Close, %d before", lazy(func() any { return runtime.NumGoroutine() }), before)

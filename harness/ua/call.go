@@ -265,7 +265,9 @@ func (c *Call) confirmed() error {
 }
 
 // Hangup sends BYE and waits for its final response. The call ends (its
-// media stops) when the BYE leaves, whatever the answer.
+// media stops) when the BYE leaves, whatever the answer. Only an answered
+// call can be hung up (ErrNotEstablished before): an outgoing one that
+// rings is Cancelled.
 func (c *Call) Hangup(ctx context.Context) error {
 	if err := c.confirmed(); err != nil {
 		return err

@@ -25,7 +25,9 @@ var (
 	// ErrNoTelephoneEvent is returned by SendDTMF when the remote SDP did
 	// not accept telephone-event (RFC 4733).
 	ErrNoTelephoneEvent = errors.New("remote SDP has no telephone-event")
-	// ErrNoMedia is returned when a call has no usable remote media address.
+	// ErrNoMedia is returned when a call has no RTP yet (an incoming call
+	// not answered), or, for DTMF, nowhere to send it now (no remote
+	// address, or held).
 	ErrNoMedia = errors.New("no remote media address")
 	// ErrBadSDP is returned for an SDP the UA cannot use (no audio, no PCMU).
 	ErrBadSDP = errors.New("unusable SDP")
